@@ -1,0 +1,1 @@
+//! Integration tests for the bridge against a real PostgreSQL primary + replica.

@@ -1,0 +1,1 @@
+//! Cross-component test crate; the suites live in `tests/` beside this file.
