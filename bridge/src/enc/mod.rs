@@ -1,5 +1,4 @@
 //! The ENC: Foreman rows in, the exact document Foreman + foreman_puppet
 //! would answer out. Pure: no I/O, no clock.
 
-pub mod value;
-pub mod yaml;
+pub use pvc_psych::{Map, Value};

@@ -1,8 +1,14 @@
-//! Psych-compatible YAML: `dump` writes what Ruby's
-//! `to_yaml(line_width: -1)` writes; `load` reads what Psych wrote into
-//! Foreman's serialized columns the way `YAML.safe_load` reads it.
+//! Ruby-shaped values and Psych-compatible YAML.
+//!
+//! Foreman builds the ENC out of Ruby objects and dumps it with Psych
+//! (`to_yaml(line_width: -1)`); its serialized columns hold what Psych wrote.
+//! `dump` reproduces Psych's bytes, `load` reads such columns the way
+//! `YAML.safe_load` does (YAML 1.1 scalar resolution, Ruby tags).
+#![forbid(unsafe_code)]
 
-use super::value::Value;
+mod value;
+
+pub use value::{Map, Value};
 
 /// Error from `load`.
 #[derive(Debug, thiserror::Error)]
