@@ -1,2 +1,5 @@
 //! pvc-testkit: real PostgreSQL primary + streaming replica for tests, the
-//! demo and benchmarks; the Foreman fixture loader; the fleet generator.
+//! demo and benchmarks (`cluster`); the Foreman fleet generator (`fleet`).
+
+pub mod cluster;
+pub mod fleet;

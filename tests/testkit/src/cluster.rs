@@ -1,0 +1,1 @@
+//! A real PostgreSQL primary + streaming replica in a throwaway directory.
