@@ -4,23 +4,22 @@
 //! (`to_yaml(line_width: -1)`); its serialized columns hold what Psych wrote.
 //! `dump` reproduces Psych's bytes, `load` reads such columns the way
 //! `YAML.safe_load` does (YAML 1.1 scalar resolution, Ruby tags).
+//!
+//! Reference: Ruby 3.1.2, Psych 4.0.x, libyaml 0.2.5 (Debian bookworm).
+//!
+//! * `emit` — Psych's `YAMLTree` visitor plus libyaml's emitter.
+//! * `load` — libyaml's parser plus Psych's `ToRuby` visitor.
+//! * `scanner` — Psych's `ScalarScanner#tokenize`, shared by both ways.
+//! * `float` — Ruby's `Float#to_s`.
 #![forbid(unsafe_code)]
 
+mod emit;
+mod float;
+mod load;
+mod scanner;
 mod value;
 
+pub use emit::dump;
+pub use float::float_to_s;
+pub use load::{load, LoadError};
 pub use value::{Map, Value};
-
-/// Error from `load`.
-#[derive(Debug, thiserror::Error)]
-#[error("invalid YAML: {0}")]
-pub struct LoadError(pub String);
-
-/// Ruby `value.to_yaml(line_width: -1)`: a document starting with `---`.
-pub fn dump(_value: &Value) -> String {
-    todo!("Psych emitter")
-}
-
-/// Ruby `YAML.safe_load(text)` with Foreman's permitted classes.
-pub fn load(_text: &str) -> Result<Value, LoadError> {
-    todo!("Psych loader")
-}

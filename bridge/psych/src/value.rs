@@ -138,3 +138,19 @@ impl Value {
         }
     }
 }
+
+impl Value {
+    /// Ruby `to_s` of a scalar: nil → `""`, Floats as `Float#to_s`
+    /// (`60.0`, `1.0e+16`, `Infinity`), a Symbol → its name. `None` for
+    /// Arrays and Hashes, whose `to_s` is their `inspect`.
+    pub fn to_ruby_s(&self) -> Option<String> {
+        match self {
+            Value::Null => Some(String::new()),
+            Value::Bool(b) => Some(b.to_string()),
+            Value::Int(i) => Some(i.to_string()),
+            Value::Float(f) => Some(crate::float::float_to_s(*f)),
+            Value::Str(s) | Value::Sym(s) => Some(s.clone()),
+            Value::Seq(_) | Value::Map(_) => None,
+        }
+    }
+}
