@@ -1,8 +1,134 @@
-//! pvc-bridge: a Foreman-compatible ENC and (later) the agents' run
-//! decisions, served from a moka cache filled from PostgreSQL read replicas.
+//! pvc-bridge: a Foreman-compatible ENC (and, later, the agents' run
+//! decisions) served from a moka cache filled from PostgreSQL read replicas.
 //!
-//! Layout: `enc` (pure ENC computation and Psych-compatible YAML),
-//! `store` (all SQL), `cache` (moka), `http` (actix), `config`.
+//! Layout (see `docs/architecture.md`):
+//! - `enc`: pure: Foreman rows → the document Foreman would answer.
+//! - `store`: all SQL; pools for the primary and the replicas.
+//! - `cache`: the ENC service, moka caches with single-flight.
+//! - `foreman`: Foreman's API, for hosts the bridge cannot compute.
+//! - `http`: actix handlers; `config`: configuration; `certname`: validation.
 #![forbid(unsafe_code)]
 
+pub mod cache;
+pub mod certname;
+pub mod config;
 pub mod enc;
+pub mod foreman;
+pub mod http;
+pub mod store;
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use anyhow::Context;
+
+use crate::cache::EncService;
+use crate::config::Config;
+use crate::foreman::ForemanClient;
+use crate::store::foreman::SettingsOverrides;
+use crate::store::{Db, PoolOptions};
+
+/// The running parts, built from a configuration.
+pub struct Bridge {
+    pub db: Arc<Db>,
+    pub enc: Arc<EncService>,
+    pub foreman: Option<Arc<ForemanClient>>,
+}
+
+impl Bridge {
+    /// Builds pools, clients and caches; touches no network yet.
+    pub fn new(config: &Config) -> anyhow::Result<Bridge> {
+        let db = Arc::new(Db::new(
+            &config.database_primary,
+            &config.database_replicas,
+            &PoolOptions {
+                max_size: config.pool_size,
+                connect_timeout: config.connect_timeout,
+            },
+        )?);
+        let foreman = match &config.foreman_url {
+            Some(url) => Some(Arc::new(ForemanClient::new(&config.foreman, url)?)),
+            None => None,
+        };
+        let overrides = settings_overrides(config)?;
+        let enc = EncService::new(Arc::clone(&db), foreman.clone(), overrides, &config.cache);
+        Ok(Bridge { db, enc, foreman })
+    }
+
+    /// Start-up checks that need the network: the Foreman account must be
+    /// an administrator (or Foreman's answers would miss parameters).
+    pub async fn check(&self, config: &Config) -> anyhow::Result<()> {
+        if let Some(foreman) = &self.foreman {
+            match foreman.check_account().await {
+                Ok(()) => tracing::info!("Foreman account is an administrator"),
+                Err(error) if config.foreman.require_admin => {
+                    return Err(error).context("Foreman account check (foreman.require_admin)")
+                }
+                Err(error) => {
+                    tracing::error!(%error, "Foreman account check failed; hosts that need Foreman may get incomplete answers")
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What Foreman takes from its own host, from the bridge's configuration.
+fn settings_overrides(config: &Config) -> anyhow::Result<SettingsOverrides> {
+    let read = |path: &Option<std::path::PathBuf>| -> anyhow::Result<Option<String>> {
+        path.as_ref()
+            .map(|p| std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display())))
+            .transpose()
+    };
+    let mut values = std::collections::HashMap::new();
+    for (name, text) in &config.enc.settings {
+        let value = pvc_psych::load(text).with_context(|| format!("enc.settings.{name}"))?;
+        values.insert(name.clone(), value);
+    }
+    Ok(SettingsOverrides {
+        values,
+        server_ca: read(&config.enc.server_ca_file)?,
+        ssl_ca: read(&config.enc.ssl_ca_file)?,
+        foreman_url: config
+            .enc
+            .foreman_url
+            .clone()
+            .or_else(|| config.foreman_url.clone()),
+        root_pass: config.enc.root_pass.as_ref().map(|s| s.expose().to_owned()),
+    })
+}
+
+/// Serves HTTP on `listener` until the server is stopped (the mini-redis
+/// shape: the caller binds, tests pass port 0).
+pub fn serve(
+    bridge: &Bridge,
+    listener: TcpListener,
+    workers: usize,
+) -> anyhow::Result<actix_web::dev::Server> {
+    let state = actix_web::web::Data::new(http::AppState {
+        enc: Arc::clone(&bridge.enc),
+        db: Arc::clone(&bridge.db),
+    });
+    let mut server = actix_web::HttpServer::new(move || {
+        actix_web::App::new()
+            .app_data(state.clone())
+            .app_data(
+                actix_web::web::PathConfig::default().error_handler(|err, _| {
+                    let message = format!("bad path: {err}");
+                    actix_web::error::InternalError::from_response(
+                        err,
+                        actix_web::HttpResponse::BadRequest().body(message),
+                    )
+                    .into()
+                }),
+            )
+            .configure(http::configure)
+    })
+    .listen(listener)
+    .context("starting the HTTP server")?
+    .shutdown_timeout(10);
+    if workers > 0 {
+        server = server.workers(workers);
+    }
+    Ok(server.run())
+}

@@ -1,5 +1,123 @@
-//! `pvc-bridge` binary: thin CLI over the library.
+//! `pvc-bridge` binary: thin CLI over the library. Bad configuration exits
+//! 64 (EX_USAGE) with every bad key listed; a runtime failure exits 1.
 
-fn main() {
-    println!("pvc-bridge {}", env!("CARGO_PKG_VERSION"));
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use pvc_bridge::config::{self, Config};
+use pvc_bridge::Bridge;
+
+#[derive(Parser)]
+#[command(
+    name = "pvc-bridge",
+    version,
+    about = "Foreman-compatible ENC served from PostgreSQL read replicas"
+)]
+struct Cli {
+    /// TOML configuration file; PVC_* environment variables override it.
+    #[arg(long, short, global = true, env = "PVC_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve HTTP: /node/<certname>, /healthz, /readyz, /metrics.
+    Serve,
+    /// Print the ENC document of one host, as /node/<certname>?format=yml.
+    Node { certname: String },
+    /// Validate the configuration and exit.
+    CheckConfig,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match config::load(cli.config.as_deref()) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("pvc-bridge: {error}");
+            return ExitCode::from(64);
+        }
+    };
+    init_tracing(&config);
+    match run(cli.command, config) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("pvc-bridge: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::CheckConfig => {
+            println!("configuration OK");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Serve => actix_web::rt::System::new().block_on(serve(config)),
+        Command::Node { certname } => {
+            let runtime = tokio::runtime::Runtime::new().context("starting tokio")?;
+            runtime.block_on(print_node(config, certname))
+        }
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<ExitCode> {
+    let bridge = Bridge::new(&config)?;
+    bridge.check(&config).await?;
+    let listener =
+        TcpListener::bind(config.listen).with_context(|| format!("binding {}", config.listen))?;
+    tracing::info!(
+        listen = %config.listen,
+        replicas = config.database_replicas.len(),
+        foreman = config.foreman_url.is_some(),
+        "pvc-bridge listening on http://{}",
+        config.listen
+    );
+    if config.database_replicas.is_empty() {
+        tracing::warn!("no database.replicas configured: every read goes to the primary");
+    }
+    pvc_bridge::serve(&bridge, listener, config.workers)?
+        .await
+        .context("HTTP server")?;
+    tracing::info!("stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn print_node(config: Config, name: String) -> anyhow::Result<ExitCode> {
+    let certname: pvc_bridge::certname::Certname = name.parse().context("certname")?;
+    let bridge = Bridge::new(&config)?;
+    let doc = bridge
+        .enc
+        .document(certname.as_str())
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    match doc.body() {
+        Some(body) => {
+            print!("{body}");
+            Ok(ExitCode::SUCCESS)
+        }
+        None => {
+            eprintln!("pvc-bridge: no host named {certname}");
+            Ok(ExitCode::from(2))
+        }
+    }
+}
+
+fn init_tracing(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log.level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if config.log.format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
 }

@@ -1,0 +1,509 @@
+//! Configuration: a TOML file plus `PVC_*` environment variables that
+//! override any key (`PVC_DATABASE__PRIMARY` → `database.primary`).
+//!
+//! Loading is two steps: `config` reads the sources into `RawConfig` (serde,
+//! no I/O besides reading them), then `validate` checks every key and reports
+//! all problems at once, each naming its key. Every key is documented in
+//! `docs/configuration.md`.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// A secret: never printed by `Debug` or `Display`.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// The whole configuration, as read.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// HTTP worker threads; 0 = one per core.
+    #[serde(default)]
+    pub workers: usize,
+    #[serde(default)]
+    pub database: DatabaseConfig,
+    #[serde(default)]
+    pub foreman: ForemanConfig,
+    #[serde(default)]
+    pub cache: CacheConfig,
+    #[serde(default)]
+    pub enc: EncConfig,
+    #[serde(default)]
+    pub log: LogConfig,
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:8081".into()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// PostgreSQL URL of Foreman's primary (writes).
+    pub primary: Option<String>,
+    /// URLs of read replicas (reads); empty means read from the primary.
+    #[serde(default, deserialize_with = "string_or_list")]
+    pub replicas: Vec<String>,
+    #[serde(default = "default_pool_size")]
+    pub pool_size: usize,
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout_secs: u64,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig {
+            primary: None,
+            replicas: Vec::new(),
+            pool_size: default_pool_size(),
+            connect_timeout_secs: default_connect_timeout(),
+        }
+    }
+}
+
+fn default_pool_size() -> usize {
+    16
+}
+fn default_connect_timeout() -> u64 {
+    5
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForemanConfig {
+    /// Base URL of Foreman, e.g. `https://foreman.example.com`.
+    pub url: Option<String>,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    /// File holding the password (first line), instead of `password`.
+    pub password_file: Option<PathBuf>,
+    #[serde(default = "default_foreman_timeout")]
+    pub timeout_secs: u64,
+    /// Concurrent ENC requests to Foreman at most.
+    #[serde(default = "default_foreman_concurrency")]
+    pub max_concurrency: usize,
+    /// Refuse to start when the account check fails (otherwise: warn).
+    #[serde(default)]
+    pub require_admin: bool,
+}
+
+impl Default for ForemanConfig {
+    fn default() -> Self {
+        ForemanConfig {
+            url: None,
+            username: None,
+            password: None,
+            password_file: None,
+            timeout_secs: default_foreman_timeout(),
+            max_concurrency: default_foreman_concurrency(),
+            require_admin: false,
+        }
+    }
+}
+
+fn default_foreman_timeout() -> u64 {
+    30
+}
+fn default_foreman_concurrency() -> usize {
+    4
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheConfig {
+    /// Backstop lifetime of a cached ENC document.
+    #[serde(default = "default_ttl")]
+    pub ttl_secs: u64,
+    /// Lifetime of shared layers (hostgroups, taxonomies, settings, …).
+    #[serde(default = "default_layer_ttl")]
+    pub layer_ttl_secs: u64,
+    /// Lifetime of a cached "no such host".
+    #[serde(default = "default_not_found_ttl")]
+    pub not_found_ttl_secs: u64,
+    /// Age after which a document fetched from Foreman is refreshed in the
+    /// background while the old one is still served.
+    #[serde(default = "default_foreman_ttl")]
+    pub foreman_refresh_secs: u64,
+    /// Byte budget of cached documents (bodies + keys).
+    #[serde(default = "default_max_bytes")]
+    pub max_bytes: u64,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            ttl_secs: default_ttl(),
+            layer_ttl_secs: default_layer_ttl(),
+            not_found_ttl_secs: default_not_found_ttl(),
+            foreman_refresh_secs: default_foreman_ttl(),
+            max_bytes: default_max_bytes(),
+        }
+    }
+}
+
+fn default_ttl() -> u64 {
+    300
+}
+fn default_layer_ttl() -> u64 {
+    60
+}
+fn default_not_found_ttl() -> u64 {
+    5
+}
+fn default_foreman_ttl() -> u64 {
+    60
+}
+fn default_max_bytes() -> u64 {
+    512 * 1024 * 1024
+}
+
+/// What Foreman takes from its own host rather than its database.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct EncConfig {
+    /// Foreman's `foreman_url` when the settings table has no row for it
+    /// (Foreman derives it from its own FQDN); its host part ends every ssh
+    /// key comment.
+    pub foreman_url: Option<String>,
+    /// Files whose contents are `server_ca` / `ssl_ca`.
+    pub server_ca_file: Option<PathBuf>,
+    pub ssl_ca_file: Option<PathBuf>,
+    /// Crypted fallback root password (the `root_pass` setting).
+    pub root_pass: Option<Secret>,
+    /// Overrides like Foreman's `settings.yaml`: name → YAML value.
+    #[serde(default)]
+    pub settings: HashMap<String, String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// `text` or `json`.
+    #[serde(default = "default_log_format")]
+    pub format: String,
+    /// A tracing filter, e.g. `info` or `pvc_bridge=debug`.
+    #[serde(default = "default_log_level")]
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: default_log_format(),
+            level: default_log_level(),
+        }
+    }
+}
+
+fn default_log_format() -> String {
+    "text".into()
+}
+fn default_log_level() -> String {
+    "info".into()
+}
+
+/// Accepts `["a", "b"]` or `"a,b"` (environment variables are strings).
+fn string_or_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match Either::deserialize(d)? {
+        Either::One(s) => s
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        Either::Many(v) => v,
+    })
+}
+
+/// A configuration that passed validation.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub workers: usize,
+    pub database_primary: String,
+    pub database_replicas: Vec<String>,
+    pub pool_size: usize,
+    pub connect_timeout: Duration,
+    pub foreman: ForemanConfig,
+    pub foreman_url: Option<String>,
+    pub cache: CacheConfig,
+    pub enc: EncConfig,
+    pub log: LogConfig,
+}
+
+/// Everything wrong with a configuration, one line per key.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration:\n  {}", .0.join("\n  "))]
+pub struct ConfigError(pub Vec<String>);
+
+/// Reads `file` (if any) and the `PVC_*` environment.
+pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+    load_from(file, std::env::vars())
+}
+
+/// Like `load`, with the environment given (tests pass a map).
+pub fn load_from(
+    file: Option<&Path>,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<Config, ConfigError> {
+    let mut builder = config::Config::builder();
+    if let Some(file) = file {
+        if !file.exists() {
+            return Err(ConfigError(vec![format!(
+                "--config: file {} does not exist",
+                file.display()
+            )]));
+        }
+        builder = builder.add_source(config::File::from(file).format(config::FileFormat::Toml));
+    }
+    let env: HashMap<String, String> = env
+        .into_iter()
+        .filter(|(k, _)| k.starts_with("PVC_"))
+        .collect();
+    builder = builder.add_source(
+        config::Environment::with_prefix("PVC")
+            .prefix_separator("_")
+            .separator("__")
+            .source(Some(env)),
+    );
+    let raw: RawConfig = builder
+        .build()
+        .and_then(|c| c.try_deserialize())
+        .map_err(|e| ConfigError(vec![e.to_string()]))?;
+    validate(raw)
+}
+
+/// Checks every key; collects all errors before failing.
+pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
+    let mut errors = Vec::new();
+    let listen = raw
+        .listen
+        .parse::<SocketAddr>()
+        .map_err(|e| {
+            errors.push(format!(
+                "listen: {:?} is not an address:port ({e})",
+                raw.listen
+            ))
+        })
+        .ok();
+    let primary = match raw.database.primary.as_deref().map(str::trim) {
+        Some(url) if !url.is_empty() => {
+            check_pg_url("database.primary", url, &mut errors);
+            url.to_owned()
+        }
+        _ => {
+            errors.push("database.primary: required (PostgreSQL URL of Foreman's primary, or PVC_DATABASE__PRIMARY)".into());
+            String::new()
+        }
+    };
+    for (i, url) in raw.database.replicas.iter().enumerate() {
+        check_pg_url(&format!("database.replicas[{i}]"), url, &mut errors);
+    }
+    if raw.database.pool_size == 0 {
+        errors.push("database.pool_size: must be at least 1".into());
+    }
+    if raw.database.connect_timeout_secs == 0 {
+        errors.push("database.connect_timeout_secs: must be at least 1".into());
+    }
+    let foreman_url = raw
+        .foreman
+        .url
+        .as_deref()
+        .map(str::trim)
+        .filter(|u| !u.is_empty());
+    if let Some(url) = foreman_url {
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            errors.push(format!(
+                "foreman.url: {url:?} must start with http:// or https://"
+            ));
+        }
+    }
+    let mut foreman = raw.foreman.clone();
+    if let Some(path) = &raw.foreman.password_file {
+        match std::fs::read_to_string(path) {
+            Ok(text) => foreman.password = Some(Secret::new(text.lines().next().unwrap_or(""))),
+            Err(e) => errors.push(format!(
+                "foreman.password_file: cannot read {}: {e}",
+                path.display()
+            )),
+        }
+    }
+    if foreman.max_concurrency == 0 {
+        errors.push("foreman.max_concurrency: must be at least 1".into());
+    }
+    if raw.cache.ttl_secs == 0 {
+        errors.push("cache.ttl_secs: must be at least 1".into());
+    }
+    if raw.cache.layer_ttl_secs == 0 {
+        errors.push("cache.layer_ttl_secs: must be at least 1".into());
+    }
+    if raw.cache.max_bytes < 1024 * 1024 {
+        errors.push("cache.max_bytes: must be at least 1048576 (1 MiB)".into());
+    }
+    for (key, path) in [
+        ("enc.server_ca_file", &raw.enc.server_ca_file),
+        ("enc.ssl_ca_file", &raw.enc.ssl_ca_file),
+    ] {
+        if let Some(path) = path {
+            if let Err(e) = std::fs::metadata(path) {
+                errors.push(format!("{key}: cannot read {}: {e}", path.display()));
+            }
+        }
+    }
+    if let Some(pass) = &raw.enc.root_pass {
+        if !pass.expose().starts_with('$') {
+            errors.push("enc.root_pass: must be a crypted password ($6$salt$hash); Foreman would crypt a plain one with a random salt".into());
+        }
+    }
+    for (name, value) in &raw.enc.settings {
+        if let Err(e) = pvc_psych::load(value) {
+            errors.push(format!("enc.settings.{name}: not a YAML value ({e})"));
+        }
+    }
+    if !matches!(raw.log.format.as_str(), "text" | "json") {
+        errors.push(format!(
+            "log.format: {:?} must be \"text\" or \"json\"",
+            raw.log.format
+        ));
+    }
+    if let Err(e) = tracing_subscriber::EnvFilter::try_new(&raw.log.level) {
+        errors.push(format!(
+            "log.level: {:?} is not a valid filter ({e})",
+            raw.log.level
+        ));
+    }
+    if !errors.is_empty() {
+        return Err(ConfigError(errors));
+    }
+    Ok(Config {
+        listen: listen.expect("checked above"),
+        workers: raw.workers,
+        database_primary: primary,
+        database_replicas: raw.database.replicas,
+        pool_size: raw.database.pool_size,
+        connect_timeout: Duration::from_secs(raw.database.connect_timeout_secs),
+        foreman_url: foreman_url.map(str::to_owned),
+        foreman,
+        cache: raw.cache,
+        enc: raw.enc,
+        log: raw.log,
+    })
+}
+
+fn check_pg_url(key: &str, url: &str, errors: &mut Vec<String>) {
+    if let Err(e) = url.parse::<tokio_postgres::Config>() {
+        errors.push(format!(
+            "{key}: {} is not a PostgreSQL URL ({e})",
+            crate::store::redact_url(url)
+        ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn environment_sets_every_documented_key() {
+        let config = load_from(
+            None,
+            env(&[
+                ("PVC_LISTEN", "0.0.0.0:9000"),
+                ("PVC_DATABASE__PRIMARY", "postgres://pvc@db1/foreman"),
+                (
+                    "PVC_DATABASE__REPLICAS",
+                    "postgres://pvc@db2/foreman, postgres://pvc@db3/foreman",
+                ),
+                ("PVC_FOREMAN__URL", "https://foreman.example.com"),
+                ("PVC_CACHE__TTL_SECS", "30"),
+            ]),
+        )
+        .expect("valid");
+        assert_eq!(config.listen.to_string(), "0.0.0.0:9000");
+        assert_eq!(config.database_primary, "postgres://pvc@db1/foreman");
+        assert_eq!(config.database_replicas.len(), 2);
+        assert_eq!(
+            config.foreman_url.as_deref(),
+            Some("https://foreman.example.com")
+        );
+        assert_eq!(config.cache.ttl_secs, 30);
+    }
+
+    #[test]
+    fn bad_configuration_names_every_bad_key() {
+        let err = load_from(
+            None,
+            env(&[
+                ("PVC_LISTEN", "nowhere"),
+                ("PVC_FOREMAN__URL", "ftp://x"),
+                ("PVC_CACHE__MAX_BYTES", "10"),
+            ]),
+        )
+        .expect_err("invalid");
+        let text = err.to_string();
+        for key in [
+            "listen:",
+            "database.primary:",
+            "foreman.url:",
+            "cache.max_bytes:",
+        ] {
+            assert!(text.contains(key), "{key} missing from {text}");
+        }
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let dir = std::env::temp_dir().join(format!("pvc-config-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("bridge.toml");
+        std::fs::write(
+            &file,
+            "listen = \"127.0.0.1:1\"\n[database]\nprimary = \"postgres://x@y/z\"\nprimray = 1\n",
+        )
+        .unwrap();
+        let err = load_from(Some(&file), env(&[])).expect_err("unknown key");
+        assert!(err.to_string().contains("primray"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn secrets_do_not_print() {
+        assert_eq!(format!("{:?}", Secret::new("hunter2")), "***");
+    }
+}

@@ -1,0 +1,87 @@
+//! `GET /metrics` in Prometheus text format. Names follow
+//! `pvc_bridge_<thing>_<unit>`; labels come from bounded sets.
+
+use std::fmt::Write;
+use std::sync::atomic::Ordering;
+
+use actix_web::{web, HttpResponse};
+
+use super::AppState;
+
+pub async fn render(state: web::Data<AppState>) -> HttpResponse {
+    let enc = &state.enc.stats;
+    let db = &state.db.stats;
+    let (entries, bytes) = state.enc.cache_size();
+    let mut out = String::with_capacity(2048);
+    let mut counter = |name: &str, help: &str, value: u64| {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+        );
+    };
+    counter(
+        "pvc_bridge_enc_cache_hits_total",
+        "ENC requests answered from the cache.",
+        enc.hits.load(Ordering::Relaxed),
+    );
+    counter(
+        "pvc_bridge_enc_cache_misses_total",
+        "ENC requests that found no cached document.",
+        enc.misses.load(Ordering::Relaxed),
+    );
+    counter(
+        "pvc_bridge_enc_loads_total",
+        "Host documents loaded from the database (one per cold name).",
+        enc.loads.load(Ordering::Relaxed),
+    );
+    counter(
+        "pvc_bridge_enc_layer_loads_total",
+        "Shared layers (hostgroups, taxonomies, settings, ...) loaded.",
+        enc.layer_loads.load(Ordering::Relaxed),
+    );
+    counter(
+        "pvc_bridge_enc_foreman_fallbacks_total",
+        "Documents fetched from Foreman's API.",
+        enc.foreman_fallbacks.load(Ordering::Relaxed),
+    );
+    counter(
+        "pvc_bridge_database_read_fallbacks_total",
+        "Reads that wanted a replica and used the primary.",
+        db.read_fallbacks.load(Ordering::Relaxed),
+    );
+    counter(
+        "pvc_bridge_database_replica_errors_total",
+        "Failed attempts to get a replica connection.",
+        db.replica_errors.load(Ordering::Relaxed),
+    );
+    let _ = writeln!(
+        out,
+        "# HELP pvc_bridge_database_checkouts_total Connections taken from a pool.\n\
+         # TYPE pvc_bridge_database_checkouts_total counter\n\
+         pvc_bridge_database_checkouts_total{{pool=\"replica\"}} {}\n\
+         pvc_bridge_database_checkouts_total{{pool=\"primary\"}} {}",
+        db.replica_checkouts.load(Ordering::Relaxed),
+        db.primary_checkouts.load(Ordering::Relaxed)
+    );
+    let _ = writeln!(
+        out,
+        "# HELP pvc_bridge_enc_unsupported_total Hosts the bridge could not compute, by construct.\n\
+         # TYPE pvc_bridge_enc_unsupported_total counter"
+    );
+    for (construct, n) in enc.unsupported.lock().expect("stats lock").iter() {
+        let _ = writeln!(
+            out,
+            "pvc_bridge_enc_unsupported_total{{construct=\"{construct}\"}} {n}"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP pvc_bridge_enc_cache_entries Cached ENC documents.\n\
+         # TYPE pvc_bridge_enc_cache_entries gauge\npvc_bridge_enc_cache_entries {entries}\n\
+         # HELP pvc_bridge_enc_cache_bytes Weight of cached ENC documents.\n\
+         # TYPE pvc_bridge_enc_cache_bytes gauge\npvc_bridge_enc_cache_bytes {bytes}"
+    );
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(out)
+}

@@ -1,0 +1,189 @@
+//! HTTP: the only module that knows actix. Handlers parse and validate,
+//! call the service, and render; errors map to status codes in one place
+//! (`ApiError`).
+
+mod metrics;
+
+use std::sync::Arc;
+
+use actix_web::http::header::{self, ContentType};
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpResponse, ResponseError};
+use serde::Deserialize;
+
+use crate::cache::{Doc, EncError, EncService};
+use crate::certname::{Certname, CertnameError};
+use crate::store::Db;
+
+/// What every handler can reach.
+pub struct AppState {
+    pub enc: Arc<EncService>,
+    pub db: Arc<Db>,
+}
+
+/// Registers every route on an actix `App`.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/node/{name}", web::get().to(node))
+        .route("/healthz", web::get().to(healthz))
+        .route("/readyz", web::get().to(readyz))
+        .route("/metrics", web::get().to(metrics::render))
+        .route("/admin/cache/invalidate", web::post().to(invalidate));
+}
+
+/// Errors a request can end in; the only place that picks status codes.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl From<CertnameError> for ApiError {
+    fn from(e: CertnameError) -> Self {
+        ApiError::BadRequest(e.to_string())
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut response = HttpResponse::build(self.status_code());
+        if matches!(self, ApiError::Unavailable(_)) {
+            response.insert_header((header::RETRY_AFTER, "5"));
+        }
+        response
+            .content_type(ContentType::plaintext())
+            .body(format!("{self}\n"))
+    }
+}
+
+#[derive(Deserialize)]
+struct NodeQuery {
+    format: Option<String>,
+}
+
+/// `GET /node/<name>?format=yml`: Foreman's ENC endpoint, drop-in.
+async fn node(
+    state: web::Data<AppState>,
+    name: web::Path<String>,
+    query: web::Query<NodeQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let certname: Certname = name.parse()?;
+    let html = match query.format.as_deref() {
+        Some("yml") | Some("yaml") => false,
+        None => true,
+        Some(other) => {
+            return Err(ApiError::BadRequest(format!(
+                "format {other:?} is not supported: use format=yml"
+            )))
+        }
+    };
+    let doc = state
+        .enc
+        .document(certname.as_str())
+        .await
+        .map_err(|error| {
+            tracing::error!(host.certname = %certname, %error, "ENC unavailable");
+            ApiError::Unavailable(error.to_string())
+        })?;
+    let Some(body) = doc.body() else {
+        // Foreman answers an unknown host with 404 and an empty body.
+        return Ok(HttpResponse::NotFound()
+            .content_type(ContentType::plaintext())
+            .finish());
+    };
+    if html {
+        return Ok(HttpResponse::Ok()
+            .content_type(ContentType::html())
+            .body(format!("<pre>{}</pre>", escape_html(body))));
+    }
+    let source = if matches!(doc, Doc::Foreman { .. }) {
+        "foreman"
+    } else {
+        "bridge"
+    };
+    Ok(HttpResponse::Ok()
+        .content_type(ContentType::plaintext())
+        .insert_header(("X-Pvc-Enc-Source", source))
+        .body(body.to_string()))
+}
+
+fn escape_html(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type(ContentType::plaintext())
+        .body("ok\n")
+}
+
+/// Ready when a read connection can run a query.
+async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let (client, role) = state
+        .db
+        .read()
+        .await
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    client
+        .simple_query("SELECT 1")
+        .await
+        .map_err(|e| ApiError::Unavailable(format!("{} database: {e}", role.as_str())))?;
+    Ok(HttpResponse::Ok()
+        .content_type(ContentType::plaintext())
+        .body(format!("ready ({})\n", role.as_str())))
+}
+
+#[derive(Deserialize)]
+struct InvalidateQuery {
+    certname: Option<String>,
+    all: Option<bool>,
+}
+
+/// `POST /admin/cache/invalidate?certname=<name>` or `?all=true`.
+async fn invalidate(
+    state: web::Data<AppState>,
+    query: web::Query<InvalidateQuery>,
+) -> Result<HttpResponse, ApiError> {
+    match (&query.certname, query.all) {
+        (Some(name), _) => {
+            let certname: Certname = name.parse()?;
+            state.enc.invalidate(certname.as_str()).await;
+            tracing::info!(host.certname = %certname, "cache invalidated");
+        }
+        (None, Some(true)) => {
+            state.enc.invalidate_all();
+            tracing::info!("whole cache invalidated");
+        }
+        _ => {
+            return Err(ApiError::BadRequest(
+                "give certname=<name> or all=true".into(),
+            ))
+        }
+    }
+    Ok(HttpResponse::NoContent().finish())
+}
+
+impl From<Arc<EncError>> for ApiError {
+    fn from(e: Arc<EncError>) -> Self {
+        ApiError::Unavailable(e.to_string())
+    }
+}

@@ -1,0 +1,98 @@
+//! A bridge started on a free port against a fresh copy of the Foreman
+//! fixture: reads go to the replica, writes to the primary.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+
+use pvc_bridge::config::{self, Config};
+use pvc_bridge::Bridge;
+use pvc_testkit::cluster::{self, TestDb};
+
+/// The golden corpus: the ENC real Foreman served for each fixture host.
+pub fn golden_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/foreman")
+}
+
+pub fn golden_hosts() -> Vec<String> {
+    std::fs::read_to_string(golden_dir().join("hosts.txt"))
+        .expect("hosts.txt")
+        .lines()
+        .map(str::to_owned)
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
+pub fn golden_enc(host: &str) -> String {
+    std::fs::read_to_string(golden_dir().join("enc").join(format!("{host}.yml")))
+        .expect("golden file")
+}
+
+/// Configuration for a bridge on `db`, plus extra `PVC_*` variables.
+pub fn config_for(db: &TestDb, extra: &[(&str, &str)]) -> Config {
+    let mut env = vec![
+        ("PVC_LISTEN".to_owned(), "127.0.0.1:0".to_owned()),
+        ("PVC_DATABASE__PRIMARY".to_owned(), db.primary_url.clone()),
+        ("PVC_DATABASE__REPLICAS".to_owned(), db.replica_url.clone()),
+        ("PVC_DATABASE__POOL_SIZE".to_owned(), "4".to_owned()),
+        // The golden Foreman ran with SETTINGS[:fqdn] = localhost.localdomain.net.
+        (
+            "PVC_ENC__FOREMAN_URL".to_owned(),
+            "https://localhost.localdomain.net".to_owned(),
+        ),
+    ];
+    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    config::load_from(None, env).expect("test configuration")
+}
+
+/// A running bridge.
+pub struct TestBridge {
+    pub base: String,
+    pub bridge: Bridge,
+    pub http: reqwest::Client,
+    server: actix_web::dev::ServerHandle,
+}
+
+impl TestBridge {
+    pub async fn start(config: Config) -> TestBridge {
+        let bridge = Bridge::new(&config).expect("bridge");
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let server = pvc_bridge::serve(&bridge, listener, 1).expect("serve");
+        let handle = server.handle();
+        tokio::spawn(server);
+        TestBridge {
+            base,
+            bridge,
+            http: reqwest::Client::new(),
+            server: handle,
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, String, String) {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .expect("request");
+        let status = response.status().as_u16();
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap_or("").to_owned())
+            .unwrap_or_default();
+        (status, content_type, response.text().await.expect("body"))
+    }
+
+    pub async fn stop(self) {
+        self.server.stop(true).await;
+    }
+}
+
+/// A fresh Foreman database for one test.
+pub async fn foreman_db(hint: &str) -> TestDb {
+    cluster::shared()
+        .foreman_db(hint)
+        .await
+        .expect("foreman test database")
+}
