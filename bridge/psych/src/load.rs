@@ -229,6 +229,10 @@ fn syntax_error(err: &libyaml_safer::Error) -> LoadError {
 fn parse_first_document(text: &str) -> Result<Option<Node>, LoadError> {
     let mut input = text.as_bytes();
     let mut parser = Parser::new();
+    // Psych declares a Ruby String's encoding up front, so libyaml does no
+    // BOM detection: a leading BOM is skipped by the scanner as a character
+    // and the line's `---` is then not at column 0 any more.
+    parser.set_encoding(libyaml_safer::Encoding::Utf8);
     parser.set_input_string(&mut input);
     let mut stack: Vec<Open> = Vec::new();
     let mut root: Option<Node> = None;
