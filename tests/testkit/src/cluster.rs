@@ -368,6 +368,8 @@ impl Pg {
             "postgres",
             "--no-sync",
         ]))?;
+        // dynamic_shared_memory_type = mmap keeps those segments in the data
+        // dir: `stop -m immediate` would leave posix ones behind in /dev/shm.
         let conf = format!(
             "\n# pvc-testkit: a throwaway test cluster\n\
              listen_addresses = '127.0.0.1'\n\
@@ -375,6 +377,7 @@ impl Pg {
              fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n\
              wal_level = replica\nmax_wal_senders = 10\nmax_replication_slots = 10\n\
              hot_standby = on\nhot_standby_feedback = on\nmax_connections = 200\n\
+             dynamic_shared_memory_type = mmap\n\
              include_if_exists = 'port.conf'\n",
             pg.dir.display()
         );
