@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs what the tests and the demo need and a fresh Debian 12 machine
+# lacks: PostgreSQL 15 binaries, make, gzip, a C compiler, curl. Installs
+# nothing when all is present; needs root only when it must install.
+set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive
+
+missing=()
+[ -x /usr/lib/postgresql/15/bin/initdb ] || missing+=(postgresql-15)
+command -v make >/dev/null || missing+=(make)
+command -v gzip >/dev/null || missing+=(gzip)
+command -v cc >/dev/null || missing+=(build-essential)
+command -v curl >/dev/null || missing+=(curl)
+
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-deps: nothing to install (postgresql-15, make, gzip, cc, curl present)"
+  exit 0
+fi
+if [ "$(id -u)" -ne 0 ]; then
+  echo "install-deps: missing ${missing[*]}; run as root or: apt-get install ${missing[*]}" >&2
+  exit 1
+fi
+echo "install-deps: installing: ${missing[*]}"
+# The package would create and start a `main` cluster on port 5432; the
+# project starts its own servers, so create no cluster and start no service.
+mkdir -p /etc/postgresql-common/createcluster.d
+echo 'create_main_cluster = false' >/etc/postgresql-common/createcluster.d/pvc.conf
+added_policy=
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+  printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+  chmod +x /usr/sbin/policy-rc.d
+  added_policy=1
+fi
+apt-get update -q
+apt-get install -y -q --no-install-recommends "${missing[@]}"
+if [ -n "$added_policy" ]; then rm -f /usr/sbin/policy-rc.d; fi
