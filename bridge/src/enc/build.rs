@@ -694,3 +694,189 @@ impl ErbHost for HostView<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::enc::model::{
+        Domain, Globals, HostRow, Hostgroup, KeyType, Nic, NicKind, Param, PuppetEnv,
+        PuppetHostFacet, Taxonomy,
+    };
+
+    fn param(name: &str, value: &str) -> Param {
+        Param {
+            name: name.into(),
+            value: Value::str(value),
+        }
+    }
+
+    fn nic(name: &str, domain: Option<Arc<Domain>>) -> Nic {
+        Nic {
+            kind: NicKind::Managed,
+            name: Some(name.into()),
+            ip: None,
+            ip6: None,
+            mac: None,
+            identifier: Some("eth0".into()),
+            attrs: Value::Map(Map::new()),
+            virtual_: false,
+            link: true,
+            managed: Some(true),
+            primary: Some(true),
+            provision: Some(true),
+            subnet: None,
+            subnet6: None,
+            domain,
+            tag: String::new(),
+            attached_to: String::new(),
+            mode: "balance-rr".into(),
+            attached_devices: String::new(),
+            bond_options: String::new(),
+            provider: None,
+            username: None,
+        }
+    }
+
+    fn key(id: i64, name: &str, path: &str) -> Arc<LookupKey> {
+        Arc::new(LookupKey {
+            id,
+            key: name.into(),
+            key_type: KeyType::String,
+            default_value: Value::str("default"),
+            path: Some(path.into()),
+            merge_overrides: false,
+            avoid_duplicates: false,
+            merge_default: false,
+            omit: false,
+            has_validator: false,
+            has_values: true,
+        })
+    }
+
+    /// web01 in hostgroup a/b/c and organization O1/O2, class 1 with one key.
+    fn input(path: &str) -> HostInput {
+        let domain = Arc::new(Domain {
+            id: 1,
+            name: "example.com".into(),
+            fullname: None,
+            params: vec![param("site", "domain"), param("d_only", "d")],
+        });
+        let hostgroup = |id, name: &str, title: &str, params| {
+            Arc::new(Hostgroup {
+                id,
+                name: name.into(),
+                title: title.into(),
+                root_pass: None,
+                params,
+                puppet: None,
+            })
+        };
+        HostInput {
+            host: HostRow {
+                id: 7,
+                name: "web01.example.com".into(),
+                ..HostRow::default()
+            },
+            nics: vec![nic("web01.example.com", Some(domain))],
+            host_params: vec![param("site", "host"), param("zz_host_only", "h")],
+            globals: Arc::new(Globals {
+                common_params: vec![param("a_global", "g"), param("site", "global")],
+                ..Globals::default()
+            }),
+            hostgroup_path: vec![
+                hostgroup(1, "a", "a", vec![param("site", "hg-a"), param("hg", "a")]),
+                hostgroup(2, "b", "a/b", vec![]),
+                hostgroup(3, "c", "a/b/c", vec![param("hg", "c")]),
+            ],
+            organization_path: vec![
+                Arc::new(Taxonomy {
+                    id: 10,
+                    name: "O1".into(),
+                    title: "O1".into(),
+                    params: vec![param("site", "org")],
+                }),
+                Arc::new(Taxonomy {
+                    id: 11,
+                    name: "O2".into(),
+                    title: "O1/O2".into(),
+                    params: vec![],
+                }),
+            ],
+            puppet: Some(PuppetHostFacet {
+                environment: Some(Arc::new(PuppetEnv {
+                    id: 1,
+                    name: "production".into(),
+                    classes: vec![(1, "ntp".into())],
+                    keys: vec![(1, key(5, "servers", path))],
+                })),
+                class_ids: vec![1],
+                config_groups: vec![],
+            }),
+            ..HostInput::default()
+        }
+    }
+
+    #[test]
+    fn parameters_follow_foremans_precedence_and_first_seen_order() {
+        let input = input("fqdn");
+        let prepared = Prepared::new(&input).unwrap();
+        let names: Vec<&str> = prepared.params.iter().map(|(k, _)| k).collect();
+        // First appearance decides the position; the host's own new names last.
+        assert_eq!(names, ["a_global", "site", "d_only", "hg", "zz_host_only"]);
+        assert_eq!(prepared.params.get("site"), Some(&Value::str("host")));
+        // The nearest hostgroup wins over its ancestors.
+        assert_eq!(prepared.params.get("hg"), Some(&Value::str("c")));
+    }
+
+    #[test]
+    fn matches_walk_up_each_tree_reusing_the_mutated_slots() {
+        let input = input("fqdn\nhostgroup,organization\nos");
+        let prepared = Prepared::new(&input).unwrap();
+        let matches = prepared.matches(&HashMap::new()).unwrap();
+        assert_eq!(
+            matches,
+            [
+                "fqdn=web01.example.com",
+                "hostgroup=a/b/c,organization=O1/O2",
+                "hostgroup=a/b,organization=O1/O2",
+                "hostgroup=a,organization=O1/O2",
+                // Foreman's quirk: organization ancestors only pair with the
+                // root hostgroup, never with a/b/c.
+                "hostgroup=a,organization=O1",
+                "os=",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_path_element_that_is_neither_attribute_nor_parameter_is_a_fact() {
+        let input = input("fqdn\nrack");
+        let prepared = Prepared::new(&input).unwrap();
+        assert_eq!(prepared.fact_names().unwrap(), ["rack"]);
+        let facts = HashMap::from([("rack".to_owned(), "r7".to_owned())]);
+        assert!(prepared.matches(&facts).unwrap().contains(&"rack=r7".to_owned()));
+        // A host method the bridge does not compute goes to Foreman.
+        let input = super::tests::input("uuid");
+        let prepared = Prepared::new(&input).unwrap();
+        assert!(prepared.matches(&HashMap::new()).is_err());
+    }
+
+    #[test]
+    fn the_most_specific_hostgroup_value_wins() {
+        let input = input("fqdn\nhostgroup");
+        let prepared = Prepared::new(&input).unwrap();
+        let value = |matcher: &str, v: &str| LookupValue {
+            lookup_key_id: 5,
+            matcher: matcher.into(),
+            value: Value::str(v),
+            omit: false,
+        };
+        let info = prepared
+            .finish(&[value("hostgroup=a", "root"), value("hostgroup=a/b", "middle")])
+            .unwrap();
+        let classes = info.get("classes").unwrap();
+        let Value::Map(classes) = classes else { panic!("classes is a hash") };
+        let Some(Value::Map(ntp)) = classes.get("ntp") else { panic!("ntp has values") };
+        assert_eq!(ntp.get("servers"), Some(&Value::str("middle")));
+    }
+}

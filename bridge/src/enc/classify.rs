@@ -186,3 +186,114 @@ fn dedup(values: &mut Vec<Value>) {
     }
     *values = out;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct NoHost;
+    impl ErbHost for NoHost {
+        fn name(&self) -> &str {
+            "h"
+        }
+        fn shortname(&self) -> Option<String> {
+            None
+        }
+        fn domain_name(&self) -> Option<String> {
+            None
+        }
+        fn hostgroup_title(&self) -> Option<String> {
+            None
+        }
+        fn param(&self, _: &str) -> Result<Option<Value>, Unsupported> {
+            Ok(None)
+        }
+    }
+
+    fn seq(items: &[&str]) -> Value {
+        Value::Seq(items.iter().map(|s| Value::str(*s)).collect())
+    }
+
+    fn key(key_type: KeyType, default: Value) -> LookupKey {
+        LookupKey {
+            id: 1,
+            key: "k".into(),
+            key_type,
+            default_value: default,
+            path: None,
+            merge_overrides: true,
+            avoid_duplicates: false,
+            merge_default: false,
+            omit: false,
+            has_validator: false,
+            has_values: true,
+        }
+    }
+
+    fn lv(matcher: &str, value: Value, omit: bool) -> LookupValue {
+        LookupValue {
+            lookup_key_id: 1,
+            matcher: matcher.into(),
+            value,
+            omit,
+        }
+    }
+
+    const PATH: &str = "fqdn\nhostgroup\nos";
+
+    fn check(key: &LookupKey, values: &[LookupValue]) -> Option<Value> {
+        let found = value_for_key(key, PATH, values.iter().collect()).unwrap();
+        result(key, found, &NoHost).unwrap()
+    }
+
+    #[test]
+    fn arrays_concatenate_by_priority_and_skip_omitted_values() {
+        let values = [
+            lv("os=Debian 12", seq(&["os"]), false),
+            lv("hostgroup=a", seq(&["hg", "x"]), false),
+            lv("fqdn=h", seq(&["x"]), true),
+        ];
+        let mut k = key(KeyType::Array, seq(&["x", "x", "d"]));
+        assert_eq!(check(&k, &values), Some(seq(&["hg", "x", "os"])));
+        k.merge_default = true;
+        assert_eq!(check(&k, &values), Some(seq(&["x", "x", "d", "hg", "x", "os"])));
+        k.avoid_duplicates = true;
+        assert_eq!(check(&k, &values), Some(seq(&["x", "d", "hg", "os"])));
+        // merge_default with nothing matching keeps the default as it is.
+        assert_eq!(check(&k, &[]), Some(seq(&["x", "x", "d"])));
+    }
+
+    #[test]
+    fn hashes_deep_merge_with_higher_priority_winning() {
+        let map = |pairs: &[(&str, Value)]| {
+            Value::Map(pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect())
+        };
+        let values = [
+            lv("os=Debian 12", map(&[("a", Value::Int(1)), ("n", map(&[("x", Value::Int(1))]))]), false),
+            lv("hostgroup=a", map(&[("a", Value::Int(2)), ("n", map(&[("y", Value::Int(2))]))]), false),
+        ];
+        let k = key(KeyType::Hash, Value::Null);
+        assert_eq!(
+            check(&k, &values),
+            Some(map(&[
+                ("a", Value::Int(2)),
+                ("n", map(&[("x", Value::Int(1)), ("y", Value::Int(2))]))
+            ]))
+        );
+    }
+
+    #[test]
+    fn the_first_match_wins_even_when_it_omits() {
+        let mut k = key(KeyType::String, Value::str("d"));
+        k.merge_overrides = false;
+        let values = [
+            lv("hostgroup=a", Value::str("hg"), false),
+            lv("fqdn=h", Value::str("mine"), true),
+        ];
+        assert_eq!(check(&k, &values), None);
+        assert_eq!(check(&k, &values[..1]), Some(Value::str("hg")));
+        assert_eq!(check(&k, &[]), Some(Value::str("d")));
+        k.omit = true;
+        assert_eq!(check(&k, &[]), None);
+    }
+}
