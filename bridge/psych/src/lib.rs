@@ -8,7 +8,9 @@
 //! Reference: Ruby 3.1.2, Psych 4.0.x, libyaml 0.2.5 (Debian bookworm).
 //!
 //! * `emit` — Psych's `YAMLTree` visitor plus libyaml's emitter.
-//! * `load` — libyaml's parser plus Psych's `ToRuby` visitor.
+//! * `load` — libyaml's parser (via `libyaml-safer`) into a node tree.
+//! * `to_ruby` — Psych's `ToRuby` visitor with Foreman's permitted classes.
+//! * `ruby` — the Ruby objects loading builds, and `deep_stringify_keys`.
 //! * `scanner` — Psych's `ScalarScanner#tokenize`, shared by both ways.
 //! * `float` — Ruby's `Float#to_s`.
 #![forbid(unsafe_code)]
@@ -16,7 +18,9 @@
 mod emit;
 mod float;
 mod load;
+mod ruby;
 mod scanner;
+mod to_ruby;
 mod value;
 
 pub use emit::dump;

@@ -18,17 +18,17 @@ pub(crate) enum Token {
     Null,
     Bool(bool),
     Int(i64),
-    /// An Integer beyond i64 (a Ruby Bignum). Not a String, so it is
-    /// quoted on dump; `load` keeps its text (see `load.rs`).
-    BigInt,
+    /// An Integer beyond i64 (a Ruby Bignum), with its `to_s`. Not a
+    /// String, so it is quoted on dump; `load` keeps its text.
+    BigInt(String),
     Float(f64),
     /// The scalar stays the String it was.
     Str,
     Sym(String),
-    /// A valid `Time` (Ruby would build a Time object).
-    Time,
-    /// A valid calendar `Date`.
-    Date,
+    /// A valid `Time`, with its Ruby `to_s`.
+    Time(String),
+    /// A valid calendar `Date`, with its Ruby `to_s`.
+    Date(String),
 }
 
 /// `tokenize` raised (Ruby's `Float()`/`Integer()` reject what the regex let
@@ -115,18 +115,10 @@ pub(crate) fn tokenize(s: &str) -> Result<Token, TokenizeError> {
     }
     // From here on `s` has no newline, so `^`/`$` anchor the whole string.
     if TIME.is_match(s) {
-        return Ok(if valid_time(s) {
-            Token::Time
-        } else {
-            Token::Str
-        });
+        return Ok(parse_time(s).map_or(Token::Str, Token::Time));
     }
     if DATE.is_match(s) {
-        return Ok(if valid_date(s) {
-            Token::Date
-        } else {
-            Token::Str
-        });
+        return Ok(parse_date(s).map_or(Token::Str, Token::Date));
     }
     if POS_INF.is_match(s) {
         return Ok(Token::Float(f64::INFINITY));
@@ -149,7 +141,7 @@ pub(crate) fn tokenize(s: &str) -> Result<Token, TokenizeError> {
             let weight = 60i128.pow(e.abs_diff(2) as u32);
             total = total.saturating_add(ruby_to_i(part).saturating_mul(weight));
         }
-        return Ok(i64::try_from(total).map_or(Token::BigInt, Token::Int));
+        return Ok(int_token(total));
     }
     if SEXAGESIMAL_FLOAT.is_match(s) {
         let mut total = 0.0f64;
@@ -261,6 +253,10 @@ fn ruby_to_f(s: &str) -> f64 {
     cleaned.parse().unwrap_or(0.0)
 }
 
+fn int_token(v: i128) -> Token {
+    i64::try_from(v).map_or_else(|_| Token::BigInt(v.to_string()), Token::Int)
+}
+
 fn split_sign(s: &str) -> (bool, &str) {
     if let Some(rest) = s.strip_prefix('-') {
         (true, rest)
@@ -309,79 +305,123 @@ fn ruby_integer(s: &str) -> Result<Token, TokenizeError> {
     match i128::from_str_radix(digits, radix) {
         Ok(v) => {
             let v = if neg { -v } else { v };
-            Ok(i64::try_from(v).map_or(Token::BigInt, Token::Int))
+            Ok(int_token(v))
         }
         // Only overflow is possible here: the regex vetted the digits.
-        Err(_) => Ok(Token::BigInt),
+        Err(_) => Ok(Token::BigInt(s.to_string())),
     }
 }
 
-/// Whether Psych's `parse_time` succeeds: `Time.utc` / `Time.new` raise
-/// ArgumentError for out-of-range fields, and Psych then keeps the String.
-fn valid_time(s: &str) -> bool {
-    let Some((date, time)) = s.split_once([' ', 't', 'T']) else {
-        return false;
+/// Psych's `parse_time`: `Some(Time#to_s)` when Ruby builds a Time, `None`
+/// when `Time.utc`/`Time.new` raise ArgumentError (Psych then keeps the
+/// String). Ruby normalises overflowing fields (Feb 31 is Mar 2, 24:00 is
+/// the next day, second 60 the next minute). A time without zone is local
+/// in Ruby; the Foreman host is taken to run in UTC.
+fn parse_time(s: &str) -> Option<String> {
+    let (date, time) = s.split_once([' ', 't', 'T'])?;
+    let (year_text, rest) = match date.strip_prefix('-') {
+        Some(d) => (format!("-{}", d.get(..4)?), d.get(5..)?),
+        None => (date.get(..4)?.to_string(), date.get(5..)?),
     };
-    let date = date.strip_prefix('-').unwrap_or(date);
-    let mut parts = date.splitn(3, '-');
-    let (Some(_), Some(month), Some(day)) = (parts.next(), parts.next(), parts.next()) else {
-        return false;
-    };
+    let year = num(&year_text);
+    let (month, day) = rest.split_once('-')?;
     let (month, day) = (num(month), num(day));
     let time = time.trim_start_matches(|c: char| c.is_ascii_whitespace() || c == '\x0B');
     let mut hms = time.splitn(3, ':');
-    let (Some(h), Some(m), Some(rest)) = (hms.next(), hms.next(), hms.next()) else {
-        return false;
-    };
-    let (hour, min) = (num(h), num(m));
-    let sec = num(&rest[..2.min(rest.len())]);
-    let frac_nonzero = rest
-        .get(2..)
-        .and_then(|r| r.strip_prefix('.'))
-        .is_some_and(|f| f.bytes().take_while(u8::is_ascii_digit).any(|b| b != b'0'));
+    let (hour, min, rest) = (num(hms.next()?), num(hms.next()?), hms.next()?);
+    let sec = num(rest.get(..2)?);
+    let after_sec = rest.get(2..)?;
+    let fraction = after_sec
+        .strip_prefix('.')
+        .map(|f| {
+            f.bytes()
+                .take_while(u8::is_ascii_digit)
+                .collect::<Vec<u8>>()
+        })
+        .unwrap_or_default();
+    let frac_nonzero = fraction.iter().any(|b| *b != b'0');
     // Hour 24 is accepted only as 24:00:00 exactly.
     let clock_ok = min <= 59
         && sec <= 60
         && (hour < 24 || (hour == 24 && min == 0 && sec == 0 && !frac_nonzero));
     if !((1..=12).contains(&month) && (1..=31).contains(&day) && clock_ok) {
-        return false;
+        return None;
     }
-    // A zone offset must stay within a day (`utc_offset out of range`).
-    let zone = rest
-        .get(2..)
-        .unwrap_or("")
+    let zone = after_sec
         .trim_start_matches(|c: char| c == '.' || c.is_ascii_digit())
-        .trim_start();
-    match zone.chars().next() {
-        Some('+' | '-') => {
-            let digits = &zone[1..];
-            let (hh, mm) = match digits.split_once(':') {
-                Some((h, m)) => (num(h), num(m)),
-                None if digits.len() > 2 => (
-                    num(&digits[..digits.len() - 2]),
-                    num(&digits[digits.len() - 2..]),
-                ),
-                None => (num(digits), 0),
-            };
-            hh * 3600 + mm * 60 < 86_400
+        .trim_start_matches(|c: char| c.is_ascii_whitespace() || c == '\x0B');
+    let suffix = match zone.chars().next() {
+        Some('Z') => " UTC".to_string(),
+        Some(sign @ ('+' | '-')) => {
+            // Ruby: /^([+\-]?\d{1,2})\:?(\d{1,2})?$/ on the zone text.
+            let digits: String = zone[1..].chars().filter(|c| *c != ':').collect();
+            let split = digits.len().min(2);
+            let (hh, mm) = (num(&digits[..split]), num(&digits[split..]));
+            let mm = if split == digits.len() { 0 } else { mm };
+            let offset = hh * 3600 + mm * 60;
+            if offset >= 86_400 {
+                return None;
+            }
+            format!(" {sign}{hh:02}{mm:02}")
         }
-        _ => true,
+        _ => " +0000".to_string(),
+    };
+    let days = days_from_civil(year, month, 1) + day - 1;
+    let seconds = days * 86_400 + hour * 3600 + min * 60 + sec;
+    let (y, m, d) = civil_from_days(seconds.div_euclid(86_400));
+    let clock = seconds.rem_euclid(86_400);
+    Some(format!(
+        "{}-{m:02}-{d:02} {:02}:{:02}:{:02}{suffix}",
+        year_to_s(y),
+        clock / 3600,
+        clock / 60 % 60,
+        clock % 60
+    ))
+}
+
+/// `%Y`: at least four digits, sign included for negative years.
+fn year_to_s(year: i64) -> String {
+    if year < 0 {
+        format!("{year:05}")
+    } else {
+        format!("{year:04}")
     }
 }
 
-/// Whether `Date.strptime(s, '%Y-%m-%d')` accepts a `DATE`-shaped string:
-/// Ruby's Date is Julian before the 1582-10-15 Gregorian reform (ITALY).
-fn valid_date(s: &str) -> bool {
+/// Days since 1970-01-01 in the proleptic Gregorian calendar (Ruby's Time).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+/// `Date.strptime(s, '%Y-%m-%d')`: `Some(Date#to_s)` for a real calendar
+/// date. Ruby's Date is Julian before the 1582-10-15 reform (ITALY).
+fn parse_date(s: &str) -> Option<String> {
     let mut parts = s.splitn(3, '-');
-    let (Some(y), Some(m), Some(d)) = (parts.next(), parts.next(), parts.next()) else {
-        return false;
-    };
-    let (year, month, day) = (num(y), num(m), num(d));
+    let (year, month, day) = (num(parts.next()?), num(parts.next()?), num(parts.next()?));
     if !(1..=12).contains(&month) || day < 1 {
-        return false;
+        return None;
     }
     if year == 1582 && month == 10 && (5..=14).contains(&day) {
-        return false;
+        return None;
     }
     let julian = (year, month, day) < (1582, 10, 15);
     let leap = if julian {
@@ -395,7 +435,7 @@ fn valid_date(s: &str) -> bool {
         4 | 6 | 9 | 11 => 30,
         _ => 31,
     };
-    day <= days
+    (day <= days).then(|| format!("{}-{month:02}-{day:02}", year_to_s(year)))
 }
 
 fn num(s: &str) -> i64 {
@@ -433,20 +473,49 @@ mod tests {
         assert_eq!(tokenize("-.inf"), Ok(Token::Float(f64::NEG_INFINITY)));
         assert!(tokenize(".e+5").is_err());
         assert!(tokenize("0b_").is_err());
-        assert_eq!(tokenize("99999999999999999999"), Ok(Token::BigInt));
+        assert_eq!(
+            tokenize("99999999999999999999"),
+            Ok(Token::BigInt("99999999999999999999".into()))
+        );
+        assert_eq!(
+            tokenize("0x1_0000_0000_0000_0000"),
+            Ok(Token::BigInt("18446744073709551616".into()))
+        );
         assert_eq!(tokenize(":sym"), Ok(Token::Sym("sym".into())));
         assert_eq!(tokenize(":\"a b\"c"), Ok(Token::Sym("a b".into())));
         assert_eq!(tokenize("::x"), Ok(Token::Sym(":x".into())));
-        assert_eq!(tokenize("2024-01-01"), Ok(Token::Date));
+        assert_eq!(tokenize("2024-1-1"), Ok(Token::Date("2024-01-01".into())));
         assert_eq!(tokenize("2021-02-29"), Ok(Token::Str));
-        assert_eq!(tokenize("1500-02-29"), Ok(Token::Date));
+        assert_eq!(tokenize("1500-02-29"), Ok(Token::Date("1500-02-29".into())));
         assert_eq!(tokenize("1582-10-10"), Ok(Token::Str));
-        assert_eq!(tokenize("2020-02-31 10:00:00"), Ok(Token::Time));
-        assert_eq!(tokenize("2020-01-01 24:00:00"), Ok(Token::Time));
+        let time = |s: &str| Ok(Token::Time(s.into()));
+        assert_eq!(
+            tokenize("2020-02-31 10:00:00"),
+            time("2020-03-02 10:00:00 +0000")
+        );
+        assert_eq!(
+            tokenize("2020-01-01 24:00:00"),
+            time("2020-01-02 00:00:00 +0000")
+        );
+        assert_eq!(
+            tokenize("2020-12-31 23:59:60Z"),
+            time("2021-01-01 00:00:00 UTC")
+        );
+        assert_eq!(
+            tokenize("2001-12-14 21:59:43.10 -5"),
+            time("2001-12-14 21:59:43 -0500")
+        );
+        assert_eq!(
+            tokenize("2001-12-14 21:59:43 +053"),
+            time("2001-12-14 21:59:43 +0503")
+        );
         assert_eq!(tokenize("2020-01-01 25:00:00"), Ok(Token::Str));
         assert_eq!(tokenize("2020-01-01 10:00:61"), Ok(Token::Str));
         assert_eq!(tokenize("2020-01-01 10:00:00 +99"), Ok(Token::Str));
-        assert_eq!(tokenize("2020-01-01T10:00:00.5+05:30"), Ok(Token::Time));
+        assert_eq!(
+            tokenize("2020-01-01T10:00:00.5+05:30"),
+            time("2020-01-01 10:00:00 +0530")
+        );
         assert_eq!(tokenize("12:30"), Ok(Token::Int(45000)));
     }
 }
