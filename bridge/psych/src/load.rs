@@ -306,9 +306,10 @@ fn parse_first_document(text: &str) -> Result<Option<Node>, LoadError> {
 
 /// Ruby `YAML.safe_load` as Foreman calls it, then `deep_stringify_keys`.
 pub fn load(text: &str) -> Result<Value, LoadError> {
-    // libyaml-safer 0.3 panics (a `todo`) where C libyaml accepts a tag
+    // libyaml-safer 0.3 panics (a `todo!`) where C libyaml accepts a tag
     // directly followed by `,` in a flow collection (`[!x, 1]`); `load`
-    // must not panic, so that case becomes an error.
+    // must not panic, so that case becomes an error. This relies on the
+    // workspace's default panic=unwind; the panic hook still logs it.
     let parsed =
         catch_unwind(AssertUnwindSafe(|| parse_first_document(text))).unwrap_or_else(|_| {
             Err(LoadError::Unsupported {

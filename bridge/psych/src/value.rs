@@ -154,3 +154,28 @@ impl Value {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{Map, Value};
+
+    #[test]
+    fn to_ruby_s_of_scalars() {
+        let cases = [
+            (Value::Null, Some("")),
+            (Value::Bool(true), Some("true")),
+            (Value::Int(-3), Some("-3")),
+            (Value::Float(60.0), Some("60.0")),
+            (Value::Float(1e16), Some("1.0e+16")),
+            (Value::Float(f64::INFINITY), Some("Infinity")),
+            (Value::Float(f64::NAN), Some("NaN")),
+            (Value::str("x"), Some("x")),
+            (Value::Sym("a".into()), Some("a")),
+            (Value::Seq(vec![]), None),
+            (Value::Map(Map::new()), None),
+        ];
+        for (value, expected) in cases {
+            assert_eq!(value.to_ruby_s().as_deref(), expected, "{value:?}");
+        }
+    }
+}
