@@ -854,7 +854,10 @@ mod tests {
         let prepared = Prepared::new(&input).unwrap();
         assert_eq!(prepared.fact_names().unwrap(), ["rack"]);
         let facts = HashMap::from([("rack".to_owned(), "r7".to_owned())]);
-        assert!(prepared.matches(&facts).unwrap().contains(&"rack=r7".to_owned()));
+        assert!(prepared
+            .matches(&facts)
+            .unwrap()
+            .contains(&"rack=r7".to_owned()));
         // A host method the bridge does not compute goes to Foreman.
         let input = super::tests::input("uuid");
         let prepared = Prepared::new(&input).unwrap();
@@ -872,11 +875,18 @@ mod tests {
             omit: false,
         };
         let info = prepared
-            .finish(&[value("hostgroup=a", "root"), value("hostgroup=a/b", "middle")])
+            .finish(&[
+                value("hostgroup=a", "root"),
+                value("hostgroup=a/b", "middle"),
+            ])
             .unwrap();
         let classes = info.get("classes").unwrap();
-        let Value::Map(classes) = classes else { panic!("classes is a hash") };
-        let Some(Value::Map(ntp)) = classes.get("ntp") else { panic!("ntp has values") };
+        let Value::Map(classes) = classes else {
+            panic!("classes is a hash")
+        };
+        let Some(Value::Map(ntp)) = classes.get("ntp") else {
+            panic!("ntp has values")
+        };
         assert_eq!(ntp.get("servers"), Some(&Value::str("middle")));
     }
 }

@@ -256,7 +256,10 @@ mod tests {
         let mut k = key(KeyType::Array, seq(&["x", "x", "d"]));
         assert_eq!(check(&k, &values), Some(seq(&["hg", "x", "os"])));
         k.merge_default = true;
-        assert_eq!(check(&k, &values), Some(seq(&["x", "x", "d", "hg", "x", "os"])));
+        assert_eq!(
+            check(&k, &values),
+            Some(seq(&["x", "x", "d", "hg", "x", "os"]))
+        );
         k.avoid_duplicates = true;
         assert_eq!(check(&k, &values), Some(seq(&["x", "d", "hg", "os"])));
         // merge_default with nothing matching keeps the default as it is.
@@ -266,11 +269,24 @@ mod tests {
     #[test]
     fn hashes_deep_merge_with_higher_priority_winning() {
         let map = |pairs: &[(&str, Value)]| {
-            Value::Map(pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect())
+            Value::Map(
+                pairs
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.clone()))
+                    .collect(),
+            )
         };
         let values = [
-            lv("os=Debian 12", map(&[("a", Value::Int(1)), ("n", map(&[("x", Value::Int(1))]))]), false),
-            lv("hostgroup=a", map(&[("a", Value::Int(2)), ("n", map(&[("y", Value::Int(2))]))]), false),
+            lv(
+                "os=Debian 12",
+                map(&[("a", Value::Int(1)), ("n", map(&[("x", Value::Int(1))]))]),
+                false,
+            ),
+            lv(
+                "hostgroup=a",
+                map(&[("a", Value::Int(2)), ("n", map(&[("y", Value::Int(2))]))]),
+                false,
+            ),
         ];
         let k = key(KeyType::Hash, Value::Null);
         assert_eq!(
