@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// A secret: never printed by `Debug` or `Display`.
 #[derive(Clone, Deserialize, PartialEq, Eq)]
@@ -28,6 +28,13 @@ impl Secret {
     }
 }
 
+/// Serialized (for `RawConfig::keys`) without its value.
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str("***")
+    }
+}
+
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("***")
@@ -35,7 +42,7 @@ impl fmt::Debug for Secret {
 }
 
 /// The whole configuration, as read.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
     #[serde(default = "default_listen")]
@@ -59,7 +66,7 @@ fn default_listen() -> String {
     "127.0.0.1:8081".into()
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct DatabaseConfig {
     /// PostgreSQL URL of Foreman's primary (writes).
@@ -91,7 +98,7 @@ fn default_connect_timeout() -> u64 {
     5
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ForemanConfig {
     /// Base URL of Foreman, e.g. `https://foreman.example.com`.
@@ -131,7 +138,7 @@ fn default_foreman_concurrency() -> usize {
     4
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct CacheConfig {
     /// Backstop lifetime of a cached ENC document.
@@ -181,7 +188,7 @@ fn default_max_bytes() -> u64 {
 }
 
 /// What Foreman takes from its own host rather than its database.
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Serialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct EncConfig {
     /// Foreman's `foreman_url` when the settings table has no row for it
@@ -198,7 +205,7 @@ pub struct EncConfig {
     pub settings: HashMap<String, String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogConfig {
     /// `text` or `json`.
@@ -242,6 +249,41 @@ fn string_or_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>,
             .collect(),
         Either::Many(v) => v,
     })
+}
+
+impl RawConfig {
+    /// Every configuration key as a dotted path (`database.primary`), for
+    /// the check that `docs/configuration.md` documents them all.
+    pub fn keys() -> Vec<String> {
+        let defaults: RawConfig = config::Config::builder()
+            .build()
+            .and_then(|c| c.try_deserialize())
+            .expect("every key has a default");
+        let mut keys = Vec::new();
+        collect_keys(
+            "",
+            &serde_json::to_value(defaults).expect("configuration serializes"),
+            &mut keys,
+        );
+        keys
+    }
+}
+
+fn collect_keys(prefix: &str, value: &serde_json::Value, keys: &mut Vec<String>) {
+    match value.as_object() {
+        // `enc.settings` is a free-form map: its own key is the documented one.
+        Some(object) if prefix != "enc.settings" => {
+            for (name, child) in object {
+                let path = if prefix.is_empty() {
+                    name.clone()
+                } else {
+                    format!("{prefix}.{name}")
+                };
+                collect_keys(&path, child, keys);
+            }
+        }
+        _ => keys.push(prefix.to_owned()),
+    }
 }
 
 /// A configuration that passed validation.
