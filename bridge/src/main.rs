@@ -99,7 +99,7 @@ async fn print_node(config: Config, name: String) -> anyhow::Result<ExitCode> {
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     match doc.body() {
         Some(body) => {
-            print!("{body}");
+            print!("{}", String::from_utf8_lossy(body));
             Ok(ExitCode::SUCCESS)
         }
         None => {

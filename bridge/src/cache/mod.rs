@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use actix_web::web::Bytes;
 use moka::future::Cache;
 use moka::Expiry;
 
@@ -34,11 +35,12 @@ use crate::store::{Db, StoreError};
 /// A cached answer for one name.
 #[derive(Clone, Debug)]
 pub enum Doc {
-    /// Computed by the bridge.
-    Computed(Arc<str>),
+    /// Computed by the bridge. `Bytes`: a hit clones a reference count, the
+    /// body is never copied on the hot path.
+    Computed(Bytes),
     /// Fetched from Foreman's API.
     Foreman {
-        body: Arc<str>,
+        body: Bytes,
         fetched: Instant,
         refreshing: Arc<AtomicBool>,
     },
@@ -47,7 +49,7 @@ pub enum Doc {
 
 impl Doc {
     /// The YAML body, `None` for an unknown host.
-    pub fn body(&self) -> Option<&Arc<str>> {
+    pub fn body(&self) -> Option<&Bytes> {
         match self {
             Doc::Computed(body) | Doc::Foreman { body, .. } => Some(body),
             Doc::NotFound => None,
@@ -263,7 +265,7 @@ impl EncService {
                 self.stats.foreman_fallbacks.fetch_add(1, Ordering::Relaxed);
                 match foreman.fetch_enc(&host_name).await {
                     Ok(EncAnswer::Found(body)) => Ok(Doc::Foreman {
-                        body: body.into(),
+                        body: Bytes::from(body),
                         fetched: Instant::now(),
                         refreshing: Arc::new(AtomicBool::new(false)),
                     }),
@@ -351,7 +353,9 @@ impl EncService {
         };
         let values = rows::load_lookup_values(&client, &prepared.key_ids(), &matches).await?;
         match prepared.finish(&values) {
-            Ok(info) => Ok(Computed::Doc(Doc::Computed(enc::to_yaml(info).into()))),
+            Ok(info) => Ok(Computed::Doc(Doc::Computed(Bytes::from(enc::to_yaml(
+                info,
+            ))))),
             Err(reason) => unsupported(reason),
         }
     }

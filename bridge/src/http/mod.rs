@@ -102,7 +102,10 @@ async fn node(
     if html {
         return Ok(HttpResponse::Ok()
             .content_type(ContentType::html())
-            .body(format!("<pre>{}</pre>", escape_html(body))));
+            .body(format!(
+                "<pre>{}</pre>",
+                escape_html(&String::from_utf8_lossy(body))
+            )));
     }
     let source = if matches!(doc, Doc::Foreman { .. }) {
         "foreman"
@@ -112,7 +115,7 @@ async fn node(
     Ok(HttpResponse::Ok()
         .content_type(ContentType::plaintext())
         .insert_header(("X-Pvc-Enc-Source", source))
-        .body(body.to_string()))
+        .body(body.clone()))
 }
 
 fn escape_html(text: &str) -> String {
