@@ -9,6 +9,8 @@ use actix_web::{web, HttpResponse};
 use super::AppState;
 
 pub async fn render(state: web::Data<AppState>) -> HttpResponse {
+    // moka updates its counts lazily; settle them so the gauges are exact.
+    state.enc.sync().await;
     let enc = &state.enc.stats;
     let db = &state.db.stats;
     let (entries, bytes) = state.enc.cache_size();
