@@ -135,6 +135,28 @@ impl Expiry<String, Doc> for DocExpiry {
     }
 }
 
+/// A getter for a layer that is one row (and its parameters) by id.
+macro_rules! by_id_layer {
+    ($name:ident, $variant:ident, $ty:ty, $load:ident) => {
+        async fn $name(
+            &self,
+            client: &tokio_postgres::Client,
+            id: Option<i64>,
+        ) -> Result<Option<Arc<$ty>>, EncError> {
+            let Some(id) = id else { return Ok(None) };
+            let load = async {
+                Ok(Layer::$variant(
+                    rows::$load(client, id).await?.map(Arc::new),
+                ))
+            };
+            match self.layer(LayerKey::$variant(id), load).await? {
+                Layer::$variant(value) => Ok(value),
+                _ => unreachable!("each LayerKey variant holds the Layer variant of its name"),
+            }
+        }
+    };
+}
+
 pub struct EncService {
     db: Arc<Db>,
     foreman: Option<Arc<ForemanClient>>,
@@ -424,82 +446,15 @@ impl EncService {
         }
     }
 
-    async fn domain(
-        &self,
-        client: &tokio_postgres::Client,
-        id: Option<i64>,
-    ) -> Result<Option<Arc<Domain>>, EncError> {
-        let Some(id) = id else { return Ok(None) };
-        let load = async {
-            Ok(Layer::Domain(
-                rows::load_domain(client, id).await?.map(Arc::new),
-            ))
-        };
-        match self.layer(LayerKey::Domain(id), load).await? {
-            Layer::Domain(d) => Ok(d),
-            _ => unreachable!("LayerKey::Domain holds Layer::Domain"),
-        }
-    }
+    by_id_layer!(domain, Domain, Domain, load_domain);
 
-    async fn subnet(
-        &self,
-        client: &tokio_postgres::Client,
-        id: Option<i64>,
-    ) -> Result<Option<Arc<Subnet>>, EncError> {
-        let Some(id) = id else { return Ok(None) };
-        let load = async {
-            Ok(Layer::Subnet(
-                rows::load_subnet(client, id).await?.map(Arc::new),
-            ))
-        };
-        match self.layer(LayerKey::Subnet(id), load).await? {
-            Layer::Subnet(s) => Ok(s),
-            _ => unreachable!("LayerKey::Subnet holds Layer::Subnet"),
-        }
-    }
+    by_id_layer!(subnet, Subnet, Subnet, load_subnet);
 
-    async fn os(
-        &self,
-        client: &tokio_postgres::Client,
-        id: Option<i64>,
-    ) -> Result<Option<Arc<Os>>, EncError> {
-        let Some(id) = id else { return Ok(None) };
-        let load = async { Ok(Layer::Os(rows::load_os(client, id).await?.map(Arc::new))) };
-        match self.layer(LayerKey::Os(id), load).await? {
-            Layer::Os(o) => Ok(o),
-            _ => unreachable!("LayerKey::Os holds Layer::Os"),
-        }
-    }
+    by_id_layer!(os, Os, Os, load_os);
 
-    async fn proxy(
-        &self,
-        client: &tokio_postgres::Client,
-        id: Option<i64>,
-    ) -> Result<Option<Arc<Proxy>>, EncError> {
-        let Some(id) = id else { return Ok(None) };
-        let load = async {
-            Ok(Layer::Proxy(
-                rows::load_proxy(client, id).await?.map(Arc::new),
-            ))
-        };
-        match self.layer(LayerKey::Proxy(id), load).await? {
-            Layer::Proxy(p) => Ok(p),
-            _ => unreachable!("LayerKey::Proxy holds Layer::Proxy"),
-        }
-    }
+    by_id_layer!(proxy, Proxy, Proxy, load_proxy);
 
-    async fn env(
-        &self,
-        client: &tokio_postgres::Client,
-        id: Option<i64>,
-    ) -> Result<Option<Arc<PuppetEnv>>, EncError> {
-        let Some(id) = id else { return Ok(None) };
-        let load = async { Ok(Layer::Env(rows::load_env(client, id).await?.map(Arc::new))) };
-        match self.layer(LayerKey::Env(id), load).await? {
-            Layer::Env(e) => Ok(e),
-            _ => unreachable!("LayerKey::Env holds Layer::Env"),
-        }
-    }
+    by_id_layer!(env, Env, PuppetEnv, load_env);
 
     async fn owner(
         &self,

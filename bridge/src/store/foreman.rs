@@ -466,6 +466,18 @@ fn is_crypted(s: &str) -> bool {
         && parts.next().is_some_and(|hash| !hash.is_empty())
 }
 
+/// Ids root first: the `ancestry` column (ancestor ids, root first, joined
+/// by `/`; NULL for a root), then the leaf itself.
+fn ancestry_path(ancestry: Option<&str>, leaf_id: i64) -> Vec<i64> {
+    let mut order: Vec<i64> = ancestry
+        .unwrap_or("")
+        .split('/')
+        .filter_map(|id| id.parse().ok())
+        .collect();
+    order.push(leaf_id);
+    order
+}
+
 /// A hostgroup and its ancestors, root first (ancestry ids, then self).
 pub async fn load_hostgroup_path(client: &Client, leaf_id: i64) -> Result<Vec<Hostgroup>> {
     let args: [&(dyn ToSql + Sync); 1] = [&leaf_id];
@@ -513,13 +525,7 @@ pub async fn load_hostgroup_path(client: &Client, leaf_id: i64) -> Result<Vec<Ho
     let Some(leaf) = rows.iter().find(|r| r.get::<_, i64>("id") == leaf_id) else {
         return Ok(Vec::new());
     };
-    let mut order: Vec<i64> = leaf
-        .get::<_, Option<&str>>("ancestry")
-        .unwrap_or("")
-        .split('/')
-        .filter_map(|id| id.parse().ok())
-        .collect();
-    order.push(leaf_id);
+    let order = ancestry_path(leaf.get("ancestry"), leaf_id);
     let mut path = Vec::with_capacity(order.len());
     for id in order {
         let Some(row) = rows.iter().find(|r| r.get::<_, i64>("id") == id) else {
@@ -571,13 +577,7 @@ pub async fn load_taxonomy_path(client: &Client, leaf_id: i64) -> Result<Vec<Tax
     let Some(leaf) = rows.iter().find(|r| r.get::<_, i64>("id") == leaf_id) else {
         return Ok(Vec::new());
     };
-    let mut order: Vec<i64> = leaf
-        .get::<_, Option<&str>>("ancestry")
-        .unwrap_or("")
-        .split('/')
-        .filter_map(|id| id.parse().ok())
-        .collect();
-    order.push(leaf_id);
+    let order = ancestry_path(leaf.get("ancestry"), leaf_id);
     let mut path = Vec::with_capacity(order.len());
     for id in order {
         let Some(row) = rows.iter().find(|r| r.get::<_, i64>("id") == id) else {
@@ -598,43 +598,52 @@ pub async fn load_taxonomy_path(client: &Client, leaf_id: i64) -> Result<Vec<Tax
     Ok(path)
 }
 
-pub async fn load_domain(client: &Client, id: i64) -> Result<Option<Domain>> {
-    let args: [&(dyn ToSql + Sync); 1] = [&id];
-    let row = client.query_opt(
-        "SELECT name, fullname FROM domains WHERE id = $1::int8",
-        &args,
-    );
+/// One row of `sql` (which takes the id as `$1`) and the parameters of type
+/// `param_type` attached to the same id, in one round trip.
+async fn row_with_params(
+    client: &Client,
+    id: i64,
+    sql: &str,
+    param_type: &str,
+    what: &str,
+) -> Result<Option<(Row, Vec<Param>)>> {
+    let args: [&(dyn ToSql + Sync); 2] = [&id, &param_type];
+    let row = client.query_opt(sql, &args[..1]);
     let params = client.query(
         "SELECT name, value FROM parameters \
-         WHERE type = 'DomainParameter' AND reference_id = $1::int8 ORDER BY name",
+         WHERE type = $2 AND reference_id = $1::int8 ORDER BY name",
         &args,
     );
     let (row, params) = try_join!(row, params)?;
-    let Some(row) = row else { return Ok(None) };
+    match row {
+        Some(row) => Ok(Some((row, params_from_rows(&params, what)?))),
+        None => Ok(None),
+    }
+}
+
+pub async fn load_domain(client: &Client, id: i64) -> Result<Option<Domain>> {
+    let sql = "SELECT name, fullname FROM domains WHERE id = $1::int8";
+    let Some((row, params)) = row_with_params(client, id, sql, "DomainParameter", "domain").await?
+    else {
+        return Ok(None);
+    };
     Ok(Some(Domain {
         id,
         name: row.get("name"),
         fullname: row.get("fullname"),
-        params: params_from_rows(&params, "domain")?,
+        params,
     }))
 }
 
 pub async fn load_subnet(client: &Client, id: i64) -> Result<Option<Subnet>> {
-    let args: [&(dyn ToSql + Sync); 1] = [&id];
-    let row = client.query_opt(
-        "SELECT name, network, mask, gateway, dns_primary, dns_secondary, \"from\", \"to\", \
-                boot_mode, ipam, vlanid::int8 AS vlanid, mtu::int8 AS mtu, \
-                nic_delay::int8 AS nic_delay, type, description \
-         FROM subnets WHERE id = $1::int8",
-        &args,
-    );
-    let params = client.query(
-        "SELECT name, value FROM parameters \
-         WHERE type = 'SubnetParameter' AND reference_id = $1::int8 ORDER BY name",
-        &args,
-    );
-    let (row, params) = try_join!(row, params)?;
-    let Some(row) = row else { return Ok(None) };
+    let sql = "SELECT name, network, mask, gateway, dns_primary, dns_secondary, \"from\", \"to\", \
+                      boot_mode, ipam, vlanid::int8 AS vlanid, mtu::int8 AS mtu, \
+                      nic_delay::int8 AS nic_delay, type, description \
+               FROM subnets WHERE id = $1::int8";
+    let Some((row, params)) = row_with_params(client, id, sql, "SubnetParameter", "subnet").await?
+    else {
+        return Ok(None);
+    };
     let text = |c: &str| Value::opt_str(row.get::<_, Option<String>>(c));
     let int = |c: &str| row.get::<_, Option<i64>>(c).map_or(Value::Null, Value::Int);
     let mut export = Map::with_capacity(15);
@@ -662,33 +671,23 @@ pub async fn load_subnet(client: &Client, id: i64) -> Result<Option<Subnet>> {
     };
     export.insert("network_type", network_type);
     export.insert("description", text("description"));
-    Ok(Some(Subnet {
-        id,
-        export,
-        params: params_from_rows(&params, "subnet")?,
-    }))
+    Ok(Some(Subnet { id, export, params }))
 }
 
 pub async fn load_os(client: &Client, id: i64) -> Result<Option<Os>> {
-    let args: [&(dyn ToSql + Sync); 1] = [&id];
-    let row = client.query_opt(
-        "SELECT name, major, minor, password_hash FROM operatingsystems WHERE id = $1::int8",
-        &args,
-    );
-    let params = client.query(
-        "SELECT name, value FROM parameters \
-         WHERE type = 'OsParameter' AND reference_id = $1::int8 ORDER BY name",
-        &args,
-    );
-    let (row, params) = try_join!(row, params)?;
-    let Some(row) = row else { return Ok(None) };
+    let sql = "SELECT name, major, minor, password_hash FROM operatingsystems WHERE id = $1::int8";
+    let Some((row, params)) =
+        row_with_params(client, id, sql, "OsParameter", "operating system").await?
+    else {
+        return Ok(None);
+    };
     Ok(Some(Os {
         id,
         name: row.get("name"),
         major: row.get::<_, Option<String>>("major").unwrap_or_default(),
         minor: row.get::<_, Option<String>>("minor").unwrap_or_default(),
         password_hash: row.get("password_hash"),
-        params: params_from_rows(&params, "operating system")?,
+        params,
     }))
 }
 
