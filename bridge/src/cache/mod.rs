@@ -24,8 +24,8 @@ use moka::Expiry;
 use crate::config::CacheConfig;
 use crate::enc::build::Prepared;
 use crate::enc::model::{
-    Domain, Globals, HostInput, Hostgroup, Os, Owner, OwnerRef, Proxy, PuppetEnv, PuppetHostFacet,
-    Subnet, Taxonomy,
+    ConfigGroupAssignments, Domain, Globals, HostInput, Hostgroup, Os, Owner, OwnerRef, Proxy,
+    PuppetEnv, PuppetHostFacet, Subnet, Taxonomy,
 };
 use crate::enc::{self, Unsupported};
 use crate::foreman::{EncAnswer, ForemanClient, ForemanError};
@@ -106,6 +106,7 @@ enum LayerKey {
     Proxy(i64),
     Env(i64),
     Owner(OwnerRef),
+    ConfigGroups,
 }
 
 #[derive(Clone)]
@@ -119,6 +120,7 @@ enum Layer {
     Proxy(Option<Arc<Proxy>>),
     Env(Option<Arc<PuppetEnv>>),
     Owner(Option<Arc<Owner>>),
+    ConfigGroups(Arc<ConfigGroupAssignments>),
 }
 
 struct DocExpiry {
@@ -220,9 +222,11 @@ impl EncService {
             .await
     }
 
-    /// Drops the cached document of one name.
+    /// Drops the cached document of one name, and the config group
+    /// assignments (a host's own, which are read as one shared table).
     pub async fn invalidate(&self, name: &str) {
         self.docs.invalidate(name).await;
+        self.layers.invalidate(&LayerKey::ConfigGroups).await;
     }
 
     /// Drops every cached document and layer.
@@ -303,7 +307,8 @@ impl EncService {
         let Some(host) = rows::find_host(&client, name).await? else {
             return Ok(Computed::Doc(Doc::NotFound));
         };
-        let globals = self.globals(&client).await?;
+        let (globals, assignments) =
+            futures::try_join!(self.globals(&client), self.config_groups(&client))?;
         let (parts, hostgroup_path, organization_path, location_path, os, puppet_proxy, ca_proxy) =
             futures::try_join!(
                 async {
@@ -311,7 +316,7 @@ impl EncService {
                         .await
                         .map_err(EncError::from)
                 },
-                self.hostgroup_path(&client, host.hostgroup_id),
+                self.hostgroup_path(&client, host.hostgroup_id, &assignments),
                 self.taxonomy_path(&client, host.organization_id),
                 self.taxonomy_path(&client, host.location_id),
                 self.os(&client, host.operatingsystem_id),
@@ -341,7 +346,11 @@ impl EncService {
             puppet: parts.facet.map(|facet| PuppetHostFacet {
                 environment,
                 class_ids: facet.class_ids,
-                config_groups: facet.config_groups,
+                config_groups: assignments
+                    .host_facets
+                    .get(&facet.id)
+                    .cloned()
+                    .unwrap_or_default(),
             }),
             host,
             nics,
@@ -395,6 +404,20 @@ impl EncService {
             .map_err(EncError::Shared)
     }
 
+    async fn config_groups(
+        &self,
+        client: &tokio_postgres::Client,
+    ) -> Result<Arc<ConfigGroupAssignments>, EncError> {
+        let load = async {
+            let assignments = rows::load_config_group_assignments(client).await?;
+            Ok(Layer::ConfigGroups(Arc::new(assignments)))
+        };
+        match self.layer(LayerKey::ConfigGroups, load).await? {
+            Layer::ConfigGroups(a) => Ok(a),
+            _ => unreachable!("LayerKey::ConfigGroups holds Layer::ConfigGroups"),
+        }
+    }
+
     async fn globals(&self, client: &tokio_postgres::Client) -> Result<Arc<Globals>, EncError> {
         let load = async {
             let globals = rows::load_globals(client, &self.overrides).await?;
@@ -410,12 +433,22 @@ impl EncService {
         &self,
         client: &tokio_postgres::Client,
         id: Option<i64>,
+        assignments: &ConfigGroupAssignments,
     ) -> Result<Arc<Vec<Arc<Hostgroup>>>, EncError> {
         let Some(id) = id else {
             return Ok(Arc::default());
         };
         let load = async {
-            let path = rows::load_hostgroup_path(client, id).await?;
+            let mut path = rows::load_hostgroup_path(client, id).await?;
+            for hostgroup in &mut path {
+                if let Some(puppet) = &mut hostgroup.puppet {
+                    puppet.config_groups = assignments
+                        .hostgroup_facets
+                        .get(&puppet.facet_id)
+                        .cloned()
+                        .unwrap_or_default();
+                }
+            }
             Ok(Layer::HostgroupPath(Arc::new(
                 path.into_iter().map(Arc::new).collect(),
             )))

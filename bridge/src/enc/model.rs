@@ -188,9 +188,24 @@ pub struct Hostgroup {
 /// `hostgroup_puppet_facets` plus its classes and config groups.
 #[derive(Debug, Clone, Default)]
 pub struct PuppetGroupFacet {
+    pub facet_id: i64,
     pub class_ids: Vec<i64>,
     /// Config groups ordered by name: (id, name).
     pub config_groups: Vec<(i64, String)>,
+}
+
+/// `host_config_groups`: which config groups each puppet facet has, each
+/// list ordered by config group name (SQL order).
+///
+/// Foreman's schema has no index on `host_config_groups.host_id`, so asking
+/// per host would scan the table every time; the bridge reads it whole as a
+/// shared layer instead.
+#[derive(Debug, Clone, Default)]
+pub struct ConfigGroupAssignments {
+    /// host puppet facet id → (config group id, name)
+    pub host_facets: HashMap<i64, Vec<(i64, String)>>,
+    /// hostgroup puppet facet id → (config group id, name)
+    pub hostgroup_facets: HashMap<i64, Vec<(i64, String)>>,
 }
 
 /// A chain root → … → self, as Foreman walks ancestry.

@@ -14,27 +14,26 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Row};
 
 use crate::enc::model::{
-    Domain, Globals, HostRow, Hostgroup, KeyType, LookupKey, LookupValue, Nic, NicKind, Os, Owner,
-    OwnerRef, Param, Proxy, PuppetEnv, PuppetGroupFacet, RootPassSetting, Settings, Subnet,
-    Taxonomy,
+    ConfigGroupAssignments, Domain, Globals, HostRow, Hostgroup, KeyType, LookupKey, LookupValue,
+    Nic, NicKind, Os, Owner, OwnerRef, Param, Proxy, PuppetEnv, PuppetGroupFacet, RootPassSetting,
+    Settings, Subnet, Taxonomy,
 };
 use crate::enc::{Map, Value};
 
 /// Ids of a hostgroup and its ancestors (`ancestry` is root-first ids).
+/// Compared as integers so the primary key index serves the lookup.
 macro_rules! hostgroup_path_cte {
     () => {
-        "WITH path AS (SELECT hg.id FROM hostgroups hg, hostgroups leaf \
-         WHERE leaf.id = $1::int8 \
-         AND (hg.id = leaf.id OR hg.id::text = ANY(string_to_array(leaf.ancestry, '/'))))"
+        "WITH path AS (SELECT unnest(string_to_array(ancestry, '/')::int8[] || id::int8) AS id \
+         FROM hostgroups WHERE id = $1::int8)"
     };
 }
 
 /// Ids of a taxonomy and its ancestors.
 macro_rules! taxonomy_path_cte {
     () => {
-        "WITH path AS (SELECT t.id FROM taxonomies t, taxonomies leaf \
-         WHERE leaf.id = $1::int8 \
-         AND (t.id = leaf.id OR t.id::text = ANY(string_to_array(leaf.ancestry, '/'))))"
+        "WITH path AS (SELECT unnest(string_to_array(ancestry, '/')::int8[] || id::int8) AS id \
+         FROM taxonomies WHERE id = $1::int8)"
     };
 }
 
@@ -133,12 +132,13 @@ pub struct NicRow {
     pub domain_id: Option<i64>,
 }
 
-/// The host's puppet facet: environment id, class ids, config groups.
+/// The host's puppet facet: its id (config groups hang off it), environment
+/// id, class ids.
 #[derive(Debug, Clone, Default)]
 pub struct FacetRow {
+    pub id: i64,
     pub environment_id: Option<i64>,
     pub class_ids: Vec<i64>,
-    pub config_groups: Vec<(i64, String)>,
 }
 
 /// What belongs to the host alone: interfaces, parameters, puppet facet.
@@ -164,7 +164,7 @@ pub async fn load_host_parts(client: &Client, host_id: i64) -> Result<HostParts>
         &args,
     );
     let facet = client.query(
-        "SELECT environment_id::int8 AS environment_id FROM host_puppet_facets \
+        "SELECT id::int8 AS id, environment_id::int8 AS environment_id FROM host_puppet_facets \
          WHERE host_id = $1::int8 ORDER BY id LIMIT 1",
         &args,
     );
@@ -173,23 +173,12 @@ pub async fn load_host_parts(client: &Client, host_id: i64) -> Result<HostParts>
          JOIN host_puppet_facets f ON f.id = hc.host_puppet_facet_id WHERE f.host_id = $1::int8",
         &args,
     );
-    let groups = client.query(
-        "SELECT cg.id::int8 AS id, cg.name FROM host_config_groups hcg \
-         JOIN host_puppet_facets f ON f.id = hcg.host_id \
-         JOIN config_groups cg ON cg.id = hcg.config_group_id \
-         WHERE hcg.host_type = 'ForemanPuppet::HostPuppetFacet' AND f.host_id = $1::int8 \
-         ORDER BY cg.name",
-        &args,
-    );
-    let (nics, params, facet, classes, groups) = try_join!(nics, params, facet, classes, groups)?;
+    let (nics, params, facet, classes) = try_join!(nics, params, facet, classes)?;
     let nics = nics.iter().map(nic_from_row).collect::<Result<Vec<_>>>()?;
     let facet = facet.first().map(|row| FacetRow {
+        id: row.get("id"),
         environment_id: row.get("environment_id"),
         class_ids: classes.iter().map(|r| r.get("id")).collect(),
-        config_groups: groups
-            .iter()
-            .map(|r| (r.get("id"), r.get("name")))
-            .collect(),
     });
     Ok(HostParts {
         nics,
@@ -466,6 +455,31 @@ fn is_crypted(s: &str) -> bool {
         && parts.next().is_some_and(|hash| !hash.is_empty())
 }
 
+/// Every `host_config_groups` row, by facet (see `ConfigGroupAssignments`).
+pub async fn load_config_group_assignments(client: &Client) -> Result<ConfigGroupAssignments> {
+    let rows = client
+        .query(
+            "SELECT hcg.host_type, hcg.host_id::int8 AS facet_id, cg.id::int8 AS id, cg.name \
+             FROM host_config_groups hcg JOIN config_groups cg ON cg.id = hcg.config_group_id \
+             WHERE hcg.host_type IN ('ForemanPuppet::HostPuppetFacet', \
+                                     'ForemanPuppet::HostgroupPuppetFacet') \
+             ORDER BY cg.name, hcg.id",
+            &[],
+        )
+        .await?;
+    let mut assignments = ConfigGroupAssignments::default();
+    for row in rows {
+        let map = match row.get::<_, &str>("host_type") {
+            "ForemanPuppet::HostPuppetFacet" => &mut assignments.host_facets,
+            _ => &mut assignments.hostgroup_facets,
+        };
+        map.entry(row.get("facet_id"))
+            .or_default()
+            .push((row.get("id"), row.get("name")));
+    }
+    Ok(assignments)
+}
+
 /// Ids root first: the `ancestry` column (ancestor ids, root first, joined
 /// by `/`; NULL for a root), then the leaf itself.
 fn ancestry_path(ancestry: Option<&str>, leaf_id: i64) -> Vec<i64> {
@@ -509,19 +523,7 @@ pub async fn load_hostgroup_path(client: &Client, leaf_id: i64) -> Result<Vec<Ho
         ),
         &args,
     );
-    let groups = client.query(
-        concat!(
-            hostgroup_path_cte!(),
-            " SELECT f.hostgroup_id::int8 AS owner, cg.id::int8 AS id, cg.name \
-             FROM host_config_groups hcg \
-             JOIN hostgroup_puppet_facets f ON f.id = hcg.host_id \
-             JOIN config_groups cg ON cg.id = hcg.config_group_id \
-             WHERE hcg.host_type = 'ForemanPuppet::HostgroupPuppetFacet' \
-               AND f.hostgroup_id IN (SELECT id FROM path) ORDER BY cg.name"
-        ),
-        &args,
-    );
-    let (rows, params, classes, groups) = try_join!(rows, params, classes, groups)?;
+    let (rows, params, classes) = try_join!(rows, params, classes)?;
     let Some(leaf) = rows.iter().find(|r| r.get::<_, i64>("id") == leaf_id) else {
         return Ok(Vec::new());
     };
@@ -540,13 +542,11 @@ pub async fn load_hostgroup_path(client: &Client, leaf_id: i64) -> Result<Vec<Ho
             title: row.get::<_, Option<String>>("title").unwrap_or_default(),
             root_pass: row.get("root_pass"),
             params: params_from_rows(&own_params, "hostgroup")?,
-            puppet: facet_id.map(|_| PuppetGroupFacet {
+            // Config groups come from the shared assignments layer.
+            puppet: facet_id.map(|facet_id| PuppetGroupFacet {
+                facet_id,
                 class_ids: classes.iter().filter(own).map(|r| r.get("id")).collect(),
-                config_groups: groups
-                    .iter()
-                    .filter(own)
-                    .map(|r| (r.get("id"), r.get("name")))
-                    .collect(),
+                config_groups: Vec::new(),
             }),
         });
     }
