@@ -142,7 +142,7 @@ macro_rules! by_id_layer {
     ($name:ident, $variant:ident, $ty:ty, $load:ident) => {
         async fn $name(
             &self,
-            client: &tokio_postgres::Client,
+            client: &deadpool_postgres::ClientWrapper,
             id: Option<i64>,
         ) -> Result<Option<Arc<$ty>>, EncError> {
             let Some(id) = id else { return Ok(None) };
@@ -291,7 +291,7 @@ impl EncService {
                 self.stats.foreman_fallbacks.fetch_add(1, Ordering::Relaxed);
                 match foreman.fetch_enc(&host_name).await {
                     Ok(EncAnswer::Found(body)) => Ok(Doc::Foreman {
-                        body: Bytes::from(body),
+                        body: stored(body),
                         fetched: Instant::now(),
                         refreshing: Arc::new(AtomicBool::new(false)),
                     }),
@@ -384,9 +384,7 @@ impl EncService {
         };
         let values = rows::load_lookup_values(&client, &prepared.key_ids(), &matches).await?;
         match prepared.finish(&values) {
-            Ok(info) => Ok(Computed::Doc(Doc::Computed(Bytes::from(enc::to_yaml(
-                info,
-            ))))),
+            Ok(info) => Ok(Computed::Doc(Doc::Computed(stored(enc::to_yaml(info))))),
             Err(reason) => unsupported(reason),
         }
     }
@@ -406,7 +404,7 @@ impl EncService {
 
     async fn config_groups(
         &self,
-        client: &tokio_postgres::Client,
+        client: &deadpool_postgres::ClientWrapper,
     ) -> Result<Arc<ConfigGroupAssignments>, EncError> {
         let load = async {
             let assignments = rows::load_config_group_assignments(client).await?;
@@ -418,7 +416,10 @@ impl EncService {
         }
     }
 
-    async fn globals(&self, client: &tokio_postgres::Client) -> Result<Arc<Globals>, EncError> {
+    async fn globals(
+        &self,
+        client: &deadpool_postgres::ClientWrapper,
+    ) -> Result<Arc<Globals>, EncError> {
         let load = async {
             let globals = rows::load_globals(client, &self.overrides).await?;
             Ok(Layer::Globals(Arc::new(globals)))
@@ -431,7 +432,7 @@ impl EncService {
 
     async fn hostgroup_path(
         &self,
-        client: &tokio_postgres::Client,
+        client: &deadpool_postgres::ClientWrapper,
         id: Option<i64>,
         assignments: &ConfigGroupAssignments,
     ) -> Result<Arc<Vec<Arc<Hostgroup>>>, EncError> {
@@ -461,7 +462,7 @@ impl EncService {
 
     async fn taxonomy_path(
         &self,
-        client: &tokio_postgres::Client,
+        client: &deadpool_postgres::ClientWrapper,
         id: Option<i64>,
     ) -> Result<Arc<Vec<Arc<Taxonomy>>>, EncError> {
         let Some(id) = id else {
@@ -491,7 +492,7 @@ impl EncService {
 
     async fn owner(
         &self,
-        client: &tokio_postgres::Client,
+        client: &deadpool_postgres::ClientWrapper,
         owner: Option<OwnerRef>,
         foreman_host: &str,
     ) -> Result<Option<Arc<Owner>>, EncError> {
@@ -508,6 +509,14 @@ impl EncService {
             _ => unreachable!("LayerKey::Owner holds Layer::Owner"),
         }
     }
+}
+
+/// A body as it is kept in the cache: without the spare capacity the
+/// emitter's growing buffer left (up to half of it), which would otherwise
+/// stay allocated for the entry's lifetime.
+fn stored(mut body: String) -> Bytes {
+    body.shrink_to_fit();
+    Bytes::from(body)
 }
 
 enum Computed {

@@ -9,9 +9,10 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use deadpool_postgres::ClientWrapper as Client;
 use futures::try_join;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{Client, Row};
+use tokio_postgres::Row;
 
 use crate::enc::model::{
     ConfigGroupAssignments, Domain, Globals, HostRow, Hostgroup, KeyType, LookupKey, LookupValue,
@@ -49,6 +50,27 @@ pub enum ReadError {
 
 type Result<T> = std::result::Result<T, ReadError>;
 
+/// Runs `sql` as a statement prepared once per connection (deadpool's
+/// statement cache): the server parses and plans each query text once, not
+/// on every cold host.
+async fn query(
+    client: &Client,
+    sql: &str,
+    args: &[&(dyn ToSql + Sync)],
+) -> std::result::Result<Vec<Row>, tokio_postgres::Error> {
+    let statement = client.prepare_cached(sql).await?;
+    client.query(&statement, args).await
+}
+
+async fn query_opt(
+    client: &Client,
+    sql: &str,
+    args: &[&(dyn ToSql + Sync)],
+) -> std::result::Result<Option<Row>, tokio_postgres::Error> {
+    let statement = client.prepare_cached(sql).await?;
+    client.query_opt(&statement, args).await
+}
+
 /// Foreman's YAML column coder: text not starting with `---` is a plain
 /// string (rows older than typed parameters), NULL is nil.
 pub fn decode_yaml_column(text: Option<&str>, what: &str) -> Result<Value> {
@@ -79,8 +101,8 @@ pub async fn find_host(client: &Client, name: &str) -> Result<Option<HostRow>> {
     } else {
         None
     };
-    let row = client
-        .query_opt(
+    let row = query_opt(
+        client,
             "SELECT h.id::int8 AS id, h.name, h.certname, h.comment, h.root_pass, \
                     h.hostgroup_id::int8 AS hostgroup_id, \
                     h.operatingsystem_id::int8 AS operatingsystem_id, \
@@ -150,7 +172,8 @@ pub struct HostParts {
 
 pub async fn load_host_parts(client: &Client, host_id: i64) -> Result<HostParts> {
     let args: [&(dyn ToSql + Sync); 1] = [&host_id];
-    let nics = client.query(
+    let nics = query(
+        client,
         "SELECT type, name, ip, ip6, mac, identifier, attrs, virtual, link, managed, \"primary\", \
                 provision, subnet_id::int8 AS subnet_id, subnet6_id::int8 AS subnet6_id, \
                 domain_id::int8 AS domain_id, tag, attached_to, mode, attached_devices, \
@@ -158,17 +181,20 @@ pub async fn load_host_parts(client: &Client, host_id: i64) -> Result<HostParts>
          FROM nics WHERE host_id = $1::int8 ORDER BY identifier, id",
         &args,
     );
-    let params = client.query(
+    let params = query(
+        client,
         "SELECT name, value FROM parameters \
          WHERE type = 'HostParameter' AND reference_id = $1::int8 ORDER BY name",
         &args,
     );
-    let facet = client.query(
+    let facet = query(
+        client,
         "SELECT id::int8 AS id, environment_id::int8 AS environment_id FROM host_puppet_facets \
          WHERE host_id = $1::int8 ORDER BY id LIMIT 1",
         &args,
     );
-    let classes = client.query(
+    let classes = query(
+        client,
         "SELECT hc.puppetclass_id::int8 AS id FROM host_classes hc \
          JOIN host_puppet_facets f ON f.id = hc.host_puppet_facet_id WHERE f.host_id = $1::int8",
         &args,
@@ -241,14 +267,14 @@ pub async fn load_facts(
     host_id: i64,
     names: &[String],
 ) -> Result<HashMap<String, String>> {
-    let rows = client
-        .query(
-            "SELECT fn.name, fv.value FROM fact_values fv \
+    let rows = query(
+        client,
+        "SELECT fn.name, fv.value FROM fact_values fv \
              JOIN fact_names fn ON fn.id = fv.fact_name_id \
              WHERE fv.host_id = $1::int8 AND fn.name = ANY($2) ORDER BY fv.id",
-            &[&host_id, &names],
-        )
-        .await?;
+        &[&host_id, &names],
+    )
+    .await?;
     let mut facts = HashMap::new();
     for row in rows {
         let name: String = row.get("name");
@@ -267,13 +293,13 @@ pub async fn load_lookup_values(
     if key_ids.is_empty() || matches.is_empty() {
         return Ok(Vec::new());
     }
-    let rows = client
-        .query(
-            "SELECT lookup_key_id::int8 AS lookup_key_id, match, value, omit FROM lookup_values \
+    let rows = query(
+        client,
+        "SELECT lookup_key_id::int8 AS lookup_key_id, match, value, omit FROM lookup_values \
              WHERE lookup_key_id = ANY($1::int8[]) AND match = ANY($2) ORDER BY id",
-            &[&key_ids, &matches],
-        )
-        .await?;
+        &[&key_ids, &matches],
+    )
+    .await?;
     rows.iter()
         .map(|row| {
             let matcher: String = row.get("match");
@@ -305,15 +331,18 @@ pub struct SettingsOverrides {
 pub async fn load_globals(client: &Client, overrides: &SettingsOverrides) -> Result<Globals> {
     let setting_names: &[&str] = &SETTING_NAMES;
     let names: [&(dyn ToSql + Sync); 1] = [&setting_names];
-    let settings = client.query(
+    let settings = query(
+        client,
         "SELECT name, value FROM settings WHERE name = ANY($1)",
         &names,
     );
-    let common = client.query(
+    let common = query(
+        client,
         "SELECT name, value FROM parameters WHERE type = 'CommonParameter' ORDER BY name",
         &[],
     );
-    let cg_classes = client.query(
+    let cg_classes = query(
+        client,
         "SELECT config_group_id::int8 AS cg, puppetclass_id::int8 AS pc \
          FROM config_group_classes ORDER BY id",
         &[],
@@ -457,16 +486,16 @@ fn is_crypted(s: &str) -> bool {
 
 /// Every `host_config_groups` row, by facet (see `ConfigGroupAssignments`).
 pub async fn load_config_group_assignments(client: &Client) -> Result<ConfigGroupAssignments> {
-    let rows = client
-        .query(
-            "SELECT hcg.host_type, hcg.host_id::int8 AS facet_id, cg.id::int8 AS id, cg.name \
+    let rows = query(
+        client,
+        "SELECT hcg.host_type, hcg.host_id::int8 AS facet_id, cg.id::int8 AS id, cg.name \
              FROM host_config_groups hcg JOIN config_groups cg ON cg.id = hcg.config_group_id \
              WHERE hcg.host_type IN ('ForemanPuppet::HostPuppetFacet', \
                                      'ForemanPuppet::HostgroupPuppetFacet') \
              ORDER BY cg.name, hcg.id",
-            &[],
-        )
-        .await?;
+        &[],
+    )
+    .await?;
     let mut assignments = ConfigGroupAssignments::default();
     for row in rows {
         let map = match row.get::<_, &str>("host_type") {
@@ -495,7 +524,8 @@ fn ancestry_path(ancestry: Option<&str>, leaf_id: i64) -> Vec<i64> {
 /// A hostgroup and its ancestors, root first (ancestry ids, then self).
 pub async fn load_hostgroup_path(client: &Client, leaf_id: i64) -> Result<Vec<Hostgroup>> {
     let args: [&(dyn ToSql + Sync); 1] = [&leaf_id];
-    let rows = client.query(
+    let rows = query(
+        client,
         concat!(
             hostgroup_path_cte!(),
             " SELECT hg.id::int8 AS id, hg.name, hg.title, hg.root_pass, hg.ancestry, \
@@ -505,7 +535,8 @@ pub async fn load_hostgroup_path(client: &Client, leaf_id: i64) -> Result<Vec<Ho
         ),
         &args,
     );
-    let params = client.query(
+    let params = query(
+        client,
         concat!(
             hostgroup_path_cte!(),
             " SELECT reference_id::int8 AS owner, name, value FROM parameters \
@@ -513,7 +544,8 @@ pub async fn load_hostgroup_path(client: &Client, leaf_id: i64) -> Result<Vec<Ho
         ),
         &args,
     );
-    let classes = client.query(
+    let classes = query(
+        client,
         concat!(
             hostgroup_path_cte!(),
             " SELECT f.hostgroup_id::int8 AS owner, hc.puppetclass_id::int8 AS id \
@@ -556,7 +588,8 @@ pub async fn load_hostgroup_path(client: &Client, leaf_id: i64) -> Result<Vec<Ho
 /// A location or organization and its ancestors, root first.
 pub async fn load_taxonomy_path(client: &Client, leaf_id: i64) -> Result<Vec<Taxonomy>> {
     let args: [&(dyn ToSql + Sync); 1] = [&leaf_id];
-    let rows = client.query(
+    let rows = query(
+        client,
         concat!(
             taxonomy_path_cte!(),
             " SELECT t.id::int8 AS id, t.name, t.title, t.ancestry, t.type \
@@ -564,7 +597,8 @@ pub async fn load_taxonomy_path(client: &Client, leaf_id: i64) -> Result<Vec<Tax
         ),
         &args,
     );
-    let params = client.query(
+    let params = query(
+        client,
         concat!(
             taxonomy_path_cte!(),
             " SELECT reference_id::int8 AS owner, name, value FROM parameters \
@@ -608,8 +642,9 @@ async fn row_with_params(
     what: &str,
 ) -> Result<Option<(Row, Vec<Param>)>> {
     let args: [&(dyn ToSql + Sync); 2] = [&id, &param_type];
-    let row = client.query_opt(sql, &args[..1]);
-    let params = client.query(
+    let row = query_opt(client, sql, &args[..1]);
+    let params = query(
+        client,
         "SELECT name, value FROM parameters \
          WHERE type = $2 AND reference_id = $1::int8 ORDER BY name",
         &args,
@@ -692,17 +727,20 @@ pub async fn load_os(client: &Client, id: i64) -> Result<Option<Os>> {
 }
 
 pub async fn load_proxy(client: &Client, id: i64) -> Result<Option<Proxy>> {
-    let row = client
-        .query_opt("SELECT url FROM smart_proxies WHERE id = $1::int8", &[&id])
-        .await?;
+    let row = query_opt(
+        client,
+        "SELECT url FROM smart_proxies WHERE id = $1::int8",
+        &[&id],
+    )
+    .await?;
     let Some(row) = row else { return Ok(None) };
-    let features = client
-        .query(
-            "SELECT f.name, spf.settings FROM smart_proxy_features spf \
+    let features = query(
+        client,
+        "SELECT f.name, spf.settings FROM smart_proxy_features spf \
              JOIN features f ON f.id = spf.feature_id WHERE spf.smart_proxy_id = $1::int8",
-            &[&id],
-        )
-        .await?;
+        &[&id],
+    )
+    .await?;
     let url: Option<String> = row.get("url");
     let mut proxy = Proxy {
         id,
@@ -730,14 +768,20 @@ pub async fn load_proxy(client: &Client, id: i64) -> Result<Option<Proxy>> {
 
 pub async fn load_env(client: &Client, id: i64) -> Result<Option<PuppetEnv>> {
     let args: [&(dyn ToSql + Sync); 1] = [&id];
-    let env = client.query_opt("SELECT name FROM environments WHERE id = $1::int8", &args);
-    let classes = client.query(
+    let env = query_opt(
+        client,
+        "SELECT name FROM environments WHERE id = $1::int8",
+        &args,
+    );
+    let classes = query(
+        client,
         "SELECT DISTINCT pc.id::int8 AS id, pc.name FROM puppetclasses pc \
          JOIN environment_classes ec ON ec.puppetclass_id = pc.id \
          WHERE ec.environment_id = $1::int8 ORDER BY pc.name",
         &args,
     );
-    let keys = client.query(
+    let keys = query(
+        client,
         "SELECT ec.puppetclass_id::int8 AS class_id, k.id::int8 AS id, k.key, k.key_type, \
                 k.default_value, k.path, k.merge_overrides, k.avoid_duplicates, k.merge_default, \
                 k.omit, k.validator_type, \
@@ -802,12 +846,12 @@ pub async fn load_owner(
         "u.id::int8 AS id, u.login, u.firstname, u.lastname, u.mail, u.description";
     match owner {
         OwnerRef::User(id) => {
-            let user = client
-                .query_opt(
-                    &format!("SELECT {USER_COLUMNS} FROM users u WHERE u.id = $1::int8"),
-                    &[&id],
-                )
-                .await?;
+            let user = query_opt(
+                client,
+                &format!("SELECT {USER_COLUMNS} FROM users u WHERE u.id = $1::int8"),
+                &[&id],
+            )
+            .await?;
             let Some(user) = user else { return Ok(None) };
             let user = UserRow::from(&user);
             let keys = load_ssh_keys(client, &[user.id]).await?;
@@ -822,9 +866,12 @@ pub async fn load_owner(
             }))
         }
         OwnerRef::Usergroup(id) => {
-            let group = client
-                .query_opt("SELECT name FROM usergroups WHERE id = $1::int8", &[&id])
-                .await?;
+            let group = query_opt(
+                client,
+                "SELECT name FROM usergroups WHERE id = $1::int8",
+                &[&id],
+            )
+            .await?;
             let Some(group) = group else { return Ok(None) };
             let args: [&(dyn ToSql + Sync); 1] = [&id];
             let direct_sql = format!(
@@ -838,9 +885,9 @@ pub async fn load_owner(
                  ORDER BY u.firstname, u.id"
             );
             // Direct members, ordered as User's default scope orders them.
-            let direct = client.query(&direct_sql, &args);
+            let direct = query(client, &direct_sql, &args);
             // All members through nested groups (Foreman's cache table).
-            let cached = client.query(&cached_sql, &args);
+            let cached = query(client, &cached_sql, &args);
             let (direct, cached) = try_join!(direct, cached)?;
             let direct: Vec<UserRow> = direct.iter().map(UserRow::from).collect();
             let mut all: Vec<UserRow> = Vec::new();
@@ -879,13 +926,13 @@ pub async fn load_owner(
 }
 
 async fn load_ssh_keys(client: &Client, user_ids: &[i64]) -> Result<HashMap<i64, Vec<String>>> {
-    let rows = client
-        .query(
-            "SELECT user_id::int8 AS user_id, key FROM ssh_keys \
+    let rows = query(
+        client,
+        "SELECT user_id::int8 AS user_id, key FROM ssh_keys \
              WHERE user_id = ANY($1::int8[]) ORDER BY id",
-            &[&user_ids],
-        )
-        .await?;
+        &[&user_ids],
+    )
+    .await?;
     let mut keys: HashMap<i64, Vec<String>> = HashMap::new();
     for row in rows {
         let key: Option<String> = row.get("key");
