@@ -58,6 +58,11 @@ impl Bridge {
     /// Start-up checks that need the network: the Foreman account must be
     /// an administrator (or Foreman's answers would miss parameters).
     pub async fn check(&self, config: &Config) -> anyhow::Result<()> {
+        // Load what every host needs now, not in the first requests; a
+        // database that is down is not fatal (the bridge answers 503).
+        if let Err(error) = self.enc.prewarm().await {
+            tracing::warn!(%error, "could not load the global layers at start");
+        }
         if let Some(foreman) = &self.foreman {
             match foreman.check_account().await {
                 Ok(()) => tracing::info!("Foreman account is an administrator"),

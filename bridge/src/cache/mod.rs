@@ -8,6 +8,8 @@
 //!   owners, smart proxies, puppet environments), so a cold host only costs
 //!   the queries for its own rows.
 //!
+//! Layers are refreshed ahead of their expiry in the background (`layers`).
+//!
 //! A host the bridge cannot compute (see `enc::erb`) is fetched from
 //! Foreman's API and served stale-while-revalidate; without a Foreman URL it
 //! is answered 503 with the reason.
@@ -23,14 +25,14 @@ use moka::Expiry;
 
 use crate::config::CacheConfig;
 use crate::enc::build::Prepared;
-use crate::enc::model::{
-    ConfigGroupAssignments, Domain, Globals, HostInput, Hostgroup, Os, Owner, OwnerRef, Proxy,
-    PuppetEnv, PuppetHostFacet, Subnet, Taxonomy,
-};
+use crate::enc::model::{HostInput, PuppetHostFacet};
 use crate::enc::{self, Unsupported};
 use crate::foreman::{EncAnswer, ForemanClient, ForemanError};
+
+mod layers;
 use crate::store::foreman::{self as rows, ReadError, SettingsOverrides};
 use crate::store::{Db, StoreError};
+use layers::Layers;
 
 /// A cached answer for one name.
 #[derive(Clone, Debug)]
@@ -89,38 +91,9 @@ pub struct EncStats {
     /// Host loads from the database (one per cold name, thanks to
     /// single-flight).
     pub loads: AtomicU64,
-    pub layer_loads: AtomicU64,
     pub foreman_fallbacks: AtomicU64,
     /// Unsupported constructs seen, by label.
     pub unsupported: Mutex<HashMap<&'static str, u64>>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-enum LayerKey {
-    Globals,
-    HostgroupPath(i64),
-    TaxonomyPath(i64),
-    Domain(i64),
-    Subnet(i64),
-    Os(i64),
-    Proxy(i64),
-    Env(i64),
-    Owner(OwnerRef),
-    ConfigGroups,
-}
-
-#[derive(Clone)]
-enum Layer {
-    Globals(Arc<Globals>),
-    HostgroupPath(Arc<Vec<Arc<Hostgroup>>>),
-    TaxonomyPath(Arc<Vec<Arc<Taxonomy>>>),
-    Domain(Option<Arc<Domain>>),
-    Subnet(Option<Arc<Subnet>>),
-    Os(Option<Arc<Os>>),
-    Proxy(Option<Arc<Proxy>>),
-    Env(Option<Arc<PuppetEnv>>),
-    Owner(Option<Arc<Owner>>),
-    ConfigGroups(Arc<ConfigGroupAssignments>),
 }
 
 struct DocExpiry {
@@ -137,34 +110,11 @@ impl Expiry<String, Doc> for DocExpiry {
     }
 }
 
-/// A getter for a layer that is one row (and its parameters) by id.
-macro_rules! by_id_layer {
-    ($name:ident, $variant:ident, $ty:ty, $load:ident) => {
-        async fn $name(
-            &self,
-            client: &deadpool_postgres::ClientWrapper,
-            id: Option<i64>,
-        ) -> Result<Option<Arc<$ty>>, EncError> {
-            let Some(id) = id else { return Ok(None) };
-            let load = async {
-                Ok(Layer::$variant(
-                    rows::$load(client, id).await?.map(Arc::new),
-                ))
-            };
-            match self.layer(LayerKey::$variant(id), load).await? {
-                Layer::$variant(value) => Ok(value),
-                _ => unreachable!("each LayerKey variant holds the Layer variant of its name"),
-            }
-        }
-    };
-}
-
 pub struct EncService {
     db: Arc<Db>,
     foreman: Option<Arc<ForemanClient>>,
     docs: Cache<String, Doc>,
-    layers: Cache<LayerKey, Layer>,
-    overrides: SettingsOverrides,
+    layers: Arc<Layers>,
     foreman_refresh: Duration,
     pub stats: EncStats,
 }
@@ -186,16 +136,16 @@ impl EncService {
                 not_found_ttl: Duration::from_secs(config.not_found_ttl_secs),
             })
             .build();
-        let layers = Cache::builder()
-            .max_capacity(1_000_000)
-            .time_to_live(Duration::from_secs(config.layer_ttl_secs))
-            .build();
+        let layers = Layers::new(
+            Arc::clone(&db),
+            overrides,
+            Duration::from_secs(config.layer_ttl_secs),
+        );
         Arc::new(EncService {
             db,
             foreman,
             docs,
             layers,
-            overrides,
             foreman_refresh: Duration::from_secs(config.foreman_refresh_secs),
             stats: EncStats::default(),
         })
@@ -222,17 +172,30 @@ impl EncService {
             .await
     }
 
-    /// Drops the cached document of one name, and the config group
-    /// assignments (a host's own, which are read as one shared table).
-    pub async fn invalidate(&self, name: &str) {
+    /// Drops the cached document of one name. The host's config groups live
+    /// in a shared layer (Foreman cannot look them up per host cheaply), so
+    /// that layer is reloaded first.
+    pub async fn invalidate(&self, name: &str) -> Result<(), EncError> {
+        self.layers.reload_config_groups().await?;
         self.docs.invalidate(name).await;
-        self.layers.invalidate(&LayerKey::ConfigGroups).await;
+        Ok(())
     }
 
-    /// Drops every cached document and layer.
-    pub fn invalidate_all(&self) {
+    /// Drops every cached document and layer, then loads the global layers
+    /// again so the next requests do not all wait for them.
+    pub async fn invalidate_all(&self) -> Result<(), EncError> {
         self.docs.invalidate_all();
-        self.layers.invalidate_all();
+        self.layers.reset().await
+    }
+
+    /// Loads the layers every host needs (at start).
+    pub async fn prewarm(&self) -> Result<(), EncError> {
+        self.layers.prewarm().await
+    }
+
+    /// Shared layers loaded from the database so far.
+    pub fn layer_loads(&self) -> u64 {
+        self.layers.loads.load(Ordering::Relaxed)
     }
 
     /// Number of cached documents and their weight in bytes.
@@ -244,7 +207,7 @@ impl EncService {
     /// measurements.
     pub async fn sync(&self) {
         self.docs.run_pending_tasks().await;
-        self.layers.run_pending_tasks().await;
+        self.layers.sync().await;
     }
 
     fn maybe_refresh(self: &Arc<Self>, name: &str, doc: &Doc) {
@@ -303,12 +266,13 @@ impl EncService {
     }
 
     async fn compute(&self, name: &str) -> Result<Computed, EncError> {
+        let layers = &self.layers;
         let (client, _role) = self.db.read().await?;
         let Some(host) = rows::find_host(&client, name).await? else {
             return Ok(Computed::Doc(Doc::NotFound));
         };
         let (globals, assignments) =
-            futures::try_join!(self.globals(&client), self.config_groups(&client))?;
+            futures::try_join!(layers.globals(&client), layers.config_groups(&client))?;
         let (parts, hostgroup_path, organization_path, location_path, os, puppet_proxy, ca_proxy) =
             futures::try_join!(
                 async {
@@ -316,25 +280,25 @@ impl EncService {
                         .await
                         .map_err(EncError::from)
                 },
-                self.hostgroup_path(&client, host.hostgroup_id, &assignments),
-                self.taxonomy_path(&client, host.organization_id),
-                self.taxonomy_path(&client, host.location_id),
-                self.os(&client, host.operatingsystem_id),
-                self.proxy(&client, host.puppet_proxy_id),
-                self.proxy(&client, host.puppet_ca_proxy_id),
+                layers.hostgroup_path(&client, host.hostgroup_id),
+                layers.taxonomy_path(&client, host.organization_id),
+                layers.taxonomy_path(&client, host.location_id),
+                layers.os(&client, host.operatingsystem_id),
+                layers.proxy(&client, host.puppet_proxy_id),
+                layers.proxy(&client, host.puppet_ca_proxy_id),
             )?;
         let env_id = parts.facet.as_ref().and_then(|f| f.environment_id);
         let (owner, environment) = futures::try_join!(
-            self.owner(&client, host.owner, &globals.settings.foreman_host),
-            self.env(&client, env_id),
+            layers.owner(&client, host.owner),
+            layers.env(&client, env_id),
         )?;
         let mut nics = Vec::with_capacity(parts.nics.len());
         for row in parts.nics {
             let mut nic = row.nic;
             let (subnet, subnet6, domain) = futures::try_join!(
-                self.subnet(&client, row.subnet_id),
-                self.subnet(&client, row.subnet6_id),
-                self.domain(&client, row.domain_id),
+                layers.subnet(&client, row.subnet_id),
+                layers.subnet(&client, row.subnet6_id),
+                layers.domain(&client, row.domain_id),
             )?;
             nic.subnet = subnet;
             nic.subnet6 = subnet6;
@@ -386,127 +350,6 @@ impl EncService {
         match prepared.finish(&values) {
             Ok(info) => Ok(Computed::Doc(Doc::Computed(stored(enc::to_yaml(info))))),
             Err(reason) => unsupported(reason),
-        }
-    }
-
-    async fn layer<F>(&self, key: LayerKey, load: F) -> Result<Layer, EncError>
-    where
-        F: std::future::Future<Output = Result<Layer, EncError>>,
-    {
-        self.layers
-            .try_get_with(key, async {
-                self.stats.layer_loads.fetch_add(1, Ordering::Relaxed);
-                load.await
-            })
-            .await
-            .map_err(EncError::Shared)
-    }
-
-    async fn config_groups(
-        &self,
-        client: &deadpool_postgres::ClientWrapper,
-    ) -> Result<Arc<ConfigGroupAssignments>, EncError> {
-        let load = async {
-            let assignments = rows::load_config_group_assignments(client).await?;
-            Ok(Layer::ConfigGroups(Arc::new(assignments)))
-        };
-        match self.layer(LayerKey::ConfigGroups, load).await? {
-            Layer::ConfigGroups(a) => Ok(a),
-            _ => unreachable!("LayerKey::ConfigGroups holds Layer::ConfigGroups"),
-        }
-    }
-
-    async fn globals(
-        &self,
-        client: &deadpool_postgres::ClientWrapper,
-    ) -> Result<Arc<Globals>, EncError> {
-        let load = async {
-            let globals = rows::load_globals(client, &self.overrides).await?;
-            Ok(Layer::Globals(Arc::new(globals)))
-        };
-        match self.layer(LayerKey::Globals, load).await? {
-            Layer::Globals(g) => Ok(g),
-            _ => unreachable!("LayerKey::Globals holds Layer::Globals"),
-        }
-    }
-
-    async fn hostgroup_path(
-        &self,
-        client: &deadpool_postgres::ClientWrapper,
-        id: Option<i64>,
-        assignments: &ConfigGroupAssignments,
-    ) -> Result<Arc<Vec<Arc<Hostgroup>>>, EncError> {
-        let Some(id) = id else {
-            return Ok(Arc::default());
-        };
-        let load = async {
-            let mut path = rows::load_hostgroup_path(client, id).await?;
-            for hostgroup in &mut path {
-                if let Some(puppet) = &mut hostgroup.puppet {
-                    puppet.config_groups = assignments
-                        .hostgroup_facets
-                        .get(&puppet.facet_id)
-                        .cloned()
-                        .unwrap_or_default();
-                }
-            }
-            Ok(Layer::HostgroupPath(Arc::new(
-                path.into_iter().map(Arc::new).collect(),
-            )))
-        };
-        match self.layer(LayerKey::HostgroupPath(id), load).await? {
-            Layer::HostgroupPath(p) => Ok(p),
-            _ => unreachable!("LayerKey::HostgroupPath holds Layer::HostgroupPath"),
-        }
-    }
-
-    async fn taxonomy_path(
-        &self,
-        client: &deadpool_postgres::ClientWrapper,
-        id: Option<i64>,
-    ) -> Result<Arc<Vec<Arc<Taxonomy>>>, EncError> {
-        let Some(id) = id else {
-            return Ok(Arc::default());
-        };
-        let load = async {
-            let path = rows::load_taxonomy_path(client, id).await?;
-            Ok(Layer::TaxonomyPath(Arc::new(
-                path.into_iter().map(Arc::new).collect(),
-            )))
-        };
-        match self.layer(LayerKey::TaxonomyPath(id), load).await? {
-            Layer::TaxonomyPath(p) => Ok(p),
-            _ => unreachable!("LayerKey::TaxonomyPath holds Layer::TaxonomyPath"),
-        }
-    }
-
-    by_id_layer!(domain, Domain, Domain, load_domain);
-
-    by_id_layer!(subnet, Subnet, Subnet, load_subnet);
-
-    by_id_layer!(os, Os, Os, load_os);
-
-    by_id_layer!(proxy, Proxy, Proxy, load_proxy);
-
-    by_id_layer!(env, Env, PuppetEnv, load_env);
-
-    async fn owner(
-        &self,
-        client: &deadpool_postgres::ClientWrapper,
-        owner: Option<OwnerRef>,
-        foreman_host: &str,
-    ) -> Result<Option<Arc<Owner>>, EncError> {
-        let Some(owner) = owner else { return Ok(None) };
-        let load = async {
-            Ok(Layer::Owner(
-                rows::load_owner(client, owner, foreman_host)
-                    .await?
-                    .map(Arc::new),
-            ))
-        };
-        match self.layer(LayerKey::Owner(owner), load).await? {
-            Layer::Owner(o) => Ok(o),
-            _ => unreachable!("LayerKey::Owner holds Layer::Owner"),
         }
     }
 }

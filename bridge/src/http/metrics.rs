@@ -39,7 +39,7 @@ pub async fn render(state: web::Data<AppState>) -> HttpResponse {
     counter(
         "pvc_bridge_enc_layer_loads_total",
         "Shared layers (hostgroups, taxonomies, settings, ...) loaded.",
-        enc.layer_loads.load(Ordering::Relaxed),
+        state.enc.layer_loads(),
     );
     counter(
         "pvc_bridge_enc_foreman_fallbacks_total",

@@ -169,11 +169,19 @@ async fn invalidate(
     match (&query.certname, query.all) {
         (Some(name), _) => {
             let certname: Certname = name.parse()?;
-            state.enc.invalidate(certname.as_str()).await;
+            state
+                .enc
+                .invalidate(certname.as_str())
+                .await
+                .map_err(|e| ApiError::Unavailable(e.to_string()))?;
             tracing::info!(host.certname = %certname, "cache invalidated");
         }
         (None, Some(true)) => {
-            state.enc.invalidate_all();
+            state
+                .enc
+                .invalidate_all()
+                .await
+                .map_err(|e| ApiError::Unavailable(e.to_string()))?;
             tracing::info!("whole cache invalidated");
         }
         _ => {

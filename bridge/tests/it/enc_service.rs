@@ -64,7 +64,7 @@ async fn reads_go_to_the_replica_and_never_to_the_primary() {
     assert_eq!(stats.primary_checkouts.load(Ordering::Relaxed), 0);
     assert!(stats.replica_checkouts.load(Ordering::Relaxed) >= 40);
     // Shared layers are loaded once, not per host.
-    let layer_loads = bridge.bridge.enc.stats.layer_loads.load(Ordering::Relaxed);
+    let layer_loads = bridge.bridge.enc.layer_loads();
     assert!(layer_loads < 80, "{layer_loads} layer loads for 40 hosts");
     bridge.stop().await;
 }
@@ -312,5 +312,43 @@ async fn unsupported_erb_is_fetched_from_foreman_bounded_and_served_stale_while_
     }
     assert!(fresh.contains("global_erb: 10.0.0.2"), "{fresh}");
     foreman.handle.stop(true).await;
+    bridge.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn old_layers_are_served_while_they_refresh_in_the_background() {
+    let db = support::foreman_db("layer_refresh").await;
+    let config = support::config_for(&db, &[("PVC_CACHE__LAYER_TTL_SECS", "1")]);
+    let bridge = TestBridge::start(config).await;
+    let host = "app03.lab.globex.test";
+    let path = format!("/node/{host}?format=yml");
+    let (_, _, before) = bridge.get(&path).await;
+    assert!(before.contains("global_string: 'OFF'\n"), "{before}");
+    let primary = cluster::connect(&db.primary_url).await.unwrap();
+    primary
+        .execute(
+            "UPDATE parameters SET value = '--- refreshed' || chr(10) \
+             WHERE type = 'CommonParameter' AND name = 'global_string'",
+            &[],
+        )
+        .await
+        .unwrap();
+    cluster::shared().wait_replica_caught_up().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // The document is recomputed at once from the layer it has (old), and
+    // that use starts the layer's refresh.
+    bridge.bridge.enc.invalidate(host).await.unwrap();
+    let (_, _, stale) = bridge.get(&path).await;
+    assert!(stale.contains("global_string: 'OFF'\n"), "{stale}");
+    let mut fresh = String::new();
+    for _ in 0..100 {
+        bridge.bridge.enc.invalidate(host).await.unwrap();
+        fresh = bridge.get(&path).await.2;
+        if fresh.contains("global_string: refreshed\n") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(fresh.contains("global_string: refreshed\n"), "{fresh}");
     bridge.stop().await;
 }

@@ -1,0 +1,304 @@
+//! Shared layers: what many hosts' ENCs read (settings and global
+//! parameters, config group assignments, hostgroup and taxonomy chains,
+//! domains, subnets, operating systems, owners, smart proxies, puppet
+//! environments), cached once for all of them.
+//!
+//! A layer older than `cache.layer_ttl_secs` is refreshed in the background
+//! while the old value keeps being served (refresh-ahead), so no request
+//! waits for a layer that is merely old; only a layer never loaded (or
+//! dropped) is loaded in the request, once however many requests want it.
+//! The global layers are loaded at start and right after "invalidate all",
+//! before any request needs them.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use deadpool_postgres::ClientWrapper as Client;
+use futures::future::BoxFuture;
+use futures::FutureExt;
+use moka::future::Cache;
+
+use super::EncError;
+use crate::enc::model::{
+    ConfigGroupAssignments, Domain, Globals, Hostgroup, Os, Owner, OwnerRef, Proxy, PuppetEnv,
+    Subnet, Taxonomy,
+};
+use crate::store::foreman::{self as rows, SettingsOverrides};
+use crate::store::Db;
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum Key {
+    Globals,
+    ConfigGroups,
+    HostgroupPath(i64),
+    TaxonomyPath(i64),
+    Domain(i64),
+    Subnet(i64),
+    Os(i64),
+    Proxy(i64),
+    Env(i64),
+    Owner(OwnerRef),
+}
+
+#[derive(Clone)]
+enum Layer {
+    Globals(Arc<Globals>),
+    ConfigGroups(Arc<ConfigGroupAssignments>),
+    HostgroupPath(Arc<Vec<Arc<Hostgroup>>>),
+    TaxonomyPath(Arc<Vec<Arc<Taxonomy>>>),
+    Domain(Option<Arc<Domain>>),
+    Subnet(Option<Arc<Subnet>>),
+    Os(Option<Arc<Os>>),
+    Proxy(Option<Arc<Proxy>>),
+    Env(Option<Arc<PuppetEnv>>),
+    Owner(Option<Arc<Owner>>),
+}
+
+#[derive(Clone)]
+struct Entry {
+    layer: Layer,
+    loaded: Instant,
+    refreshing: Arc<AtomicBool>,
+}
+
+impl Entry {
+    fn new(layer: Layer) -> Entry {
+        Entry {
+            layer,
+            loaded: Instant::now(),
+            refreshing: Arc::new(AtomicBool::new(false)),
+        }
+    }
+}
+
+pub struct Layers {
+    db: Arc<Db>,
+    cache: Cache<Key, Entry>,
+    /// Age after which a layer is refreshed in the background.
+    refresh_after: Duration,
+    overrides: SettingsOverrides,
+    /// Layers loaded from the database (in requests or in the background).
+    pub loads: AtomicU64,
+}
+
+/// A typed getter for a layer that is one row (and its parameters) by id.
+macro_rules! by_id {
+    ($name:ident, $variant:ident, $ty:ty) => {
+        pub async fn $name(
+            self: &Arc<Self>,
+            client: &Client,
+            id: Option<i64>,
+        ) -> Result<Option<Arc<$ty>>, EncError> {
+            let Some(id) = id else { return Ok(None) };
+            match self.get(client, Key::$variant(id)).await? {
+                Layer::$variant(value) => Ok(value),
+                _ => unreachable!("each Key variant holds the Layer variant of its name"),
+            }
+        }
+    };
+}
+
+impl Layers {
+    pub fn new(db: Arc<Db>, overrides: SettingsOverrides, refresh_after: Duration) -> Arc<Layers> {
+        Arc::new(Layers {
+            db,
+            // Unused layers (a deleted hostgroup, say) go after a while.
+            cache: Cache::builder()
+                .time_to_idle(refresh_after.saturating_mul(10))
+                .build(),
+            refresh_after,
+            overrides,
+            loads: AtomicU64::new(0),
+        })
+    }
+
+    /// Loads the layers every host needs, so no request waits for them.
+    pub async fn prewarm(self: &Arc<Self>) -> Result<(), EncError> {
+        let (client, _) = self.db.read().await?;
+        futures::try_join!(self.globals(&client), self.config_groups(&client))?;
+        Ok(())
+    }
+
+    /// Drops every layer and loads the global ones again.
+    pub async fn reset(self: &Arc<Self>) -> Result<(), EncError> {
+        self.cache.invalidate_all();
+        self.prewarm().await
+    }
+
+    /// Reloads the config group assignments now (a host's own config
+    /// groups live in that shared layer), serving the old ones meanwhile.
+    pub async fn reload_config_groups(self: &Arc<Self>) -> Result<(), EncError> {
+        let (client, _) = self.db.read().await?;
+        let layer = self.fetch(&client, Key::ConfigGroups).await?;
+        self.cache
+            .insert(Key::ConfigGroups, Entry::new(layer))
+            .await;
+        Ok(())
+    }
+
+    pub async fn sync(&self) {
+        self.cache.run_pending_tasks().await;
+    }
+
+    async fn get(self: &Arc<Self>, client: &Client, key: Key) -> Result<Layer, EncError> {
+        if let Some(entry) = self.cache.get(&key).await {
+            if entry.loaded.elapsed() >= self.refresh_after
+                && !entry.refreshing.swap(true, Ordering::AcqRel)
+            {
+                self.refresh_in_background(key, entry.refreshing);
+            }
+            return Ok(entry.layer);
+        }
+        let entry = self
+            .cache
+            .try_get_with(key.clone(), async {
+                self.fetch(client, key).await.map(Entry::new)
+            })
+            .await
+            .map_err(EncError::Shared)?;
+        Ok(entry.layer)
+    }
+
+    fn refresh_in_background(self: &Arc<Self>, key: Key, refreshing: Arc<AtomicBool>) {
+        let this = Arc::clone(self);
+        tokio::spawn(async move {
+            let result = async {
+                let (client, _) = this.db.read().await?;
+                this.fetch(&client, key.clone()).await
+            }
+            .await;
+            match result {
+                Ok(layer) => this.cache.insert(key, Entry::new(layer)).await,
+                Err(error) => {
+                    // Keep serving the old layer; a later request retries.
+                    tracing::warn!(layer = ?key, %error, "refreshing a cached layer failed");
+                    refreshing.store(false, Ordering::Release);
+                }
+            }
+        });
+    }
+
+    /// Reads one layer from the database. Boxed: a hostgroup chain needs the
+    /// config group layer and an owner the global one, through `get`.
+    fn fetch<'a>(
+        self: &'a Arc<Self>,
+        client: &'a Client,
+        key: Key,
+    ) -> BoxFuture<'a, Result<Layer, EncError>> {
+        async move {
+            self.loads.fetch_add(1, Ordering::Relaxed);
+            Ok(match key {
+                Key::Globals => {
+                    Layer::Globals(Arc::new(rows::load_globals(client, &self.overrides).await?))
+                }
+                Key::ConfigGroups => Layer::ConfigGroups(Arc::new(
+                    rows::load_config_group_assignments(client).await?,
+                )),
+                Key::HostgroupPath(id) => {
+                    let assignments = self.config_groups(client).await?;
+                    let mut path = rows::load_hostgroup_path(client, id).await?;
+                    for hostgroup in &mut path {
+                        if let Some(puppet) = &mut hostgroup.puppet {
+                            puppet.config_groups = assignments
+                                .hostgroup_facets
+                                .get(&puppet.facet_id)
+                                .cloned()
+                                .unwrap_or_default();
+                        }
+                    }
+                    Layer::HostgroupPath(Arc::new(path.into_iter().map(Arc::new).collect()))
+                }
+                Key::TaxonomyPath(id) => Layer::TaxonomyPath(Arc::new(
+                    rows::load_taxonomy_path(client, id)
+                        .await?
+                        .into_iter()
+                        .map(Arc::new)
+                        .collect(),
+                )),
+                Key::Domain(id) => {
+                    Layer::Domain(rows::load_domain(client, id).await?.map(Arc::new))
+                }
+                Key::Subnet(id) => {
+                    Layer::Subnet(rows::load_subnet(client, id).await?.map(Arc::new))
+                }
+                Key::Os(id) => Layer::Os(rows::load_os(client, id).await?.map(Arc::new)),
+                Key::Proxy(id) => Layer::Proxy(rows::load_proxy(client, id).await?.map(Arc::new)),
+                Key::Env(id) => Layer::Env(rows::load_env(client, id).await?.map(Arc::new)),
+                Key::Owner(owner) => {
+                    let globals = self.globals(client).await?;
+                    let foreman_host = &globals.settings.foreman_host;
+                    Layer::Owner(
+                        rows::load_owner(client, owner, foreman_host)
+                            .await?
+                            .map(Arc::new),
+                    )
+                }
+            })
+        }
+        .boxed()
+    }
+
+    pub async fn globals(self: &Arc<Self>, client: &Client) -> Result<Arc<Globals>, EncError> {
+        match self.get(client, Key::Globals).await? {
+            Layer::Globals(globals) => Ok(globals),
+            _ => unreachable!("Key::Globals holds Layer::Globals"),
+        }
+    }
+
+    pub async fn config_groups(
+        self: &Arc<Self>,
+        client: &Client,
+    ) -> Result<Arc<ConfigGroupAssignments>, EncError> {
+        match self.get(client, Key::ConfigGroups).await? {
+            Layer::ConfigGroups(assignments) => Ok(assignments),
+            _ => unreachable!("Key::ConfigGroups holds Layer::ConfigGroups"),
+        }
+    }
+
+    pub async fn hostgroup_path(
+        self: &Arc<Self>,
+        client: &Client,
+        id: Option<i64>,
+    ) -> Result<Arc<Vec<Arc<Hostgroup>>>, EncError> {
+        let Some(id) = id else {
+            return Ok(Arc::default());
+        };
+        match self.get(client, Key::HostgroupPath(id)).await? {
+            Layer::HostgroupPath(path) => Ok(path),
+            _ => unreachable!("Key::HostgroupPath holds Layer::HostgroupPath"),
+        }
+    }
+
+    pub async fn taxonomy_path(
+        self: &Arc<Self>,
+        client: &Client,
+        id: Option<i64>,
+    ) -> Result<Arc<Vec<Arc<Taxonomy>>>, EncError> {
+        let Some(id) = id else {
+            return Ok(Arc::default());
+        };
+        match self.get(client, Key::TaxonomyPath(id)).await? {
+            Layer::TaxonomyPath(path) => Ok(path),
+            _ => unreachable!("Key::TaxonomyPath holds Layer::TaxonomyPath"),
+        }
+    }
+
+    pub async fn owner(
+        self: &Arc<Self>,
+        client: &Client,
+        owner: Option<OwnerRef>,
+    ) -> Result<Option<Arc<Owner>>, EncError> {
+        let Some(owner) = owner else { return Ok(None) };
+        match self.get(client, Key::Owner(owner)).await? {
+            Layer::Owner(owner) => Ok(owner),
+            _ => unreachable!("Key::Owner holds Layer::Owner"),
+        }
+    }
+
+    by_id!(domain, Domain, Domain);
+    by_id!(subnet, Subnet, Subnet);
+    by_id!(os, Os, Os);
+    by_id!(proxy, Proxy, Proxy);
+    by_id!(env, Env, PuppetEnv);
+}
