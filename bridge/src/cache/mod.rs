@@ -273,7 +273,8 @@ impl EncService {
         };
         let (globals, assignments) =
             futures::try_join!(layers.globals(&client), layers.config_groups(&client))?;
-        let (parts, hostgroup_path, organization_path, location_path, os, puppet_proxy, ca_proxy) =
+        // One round trip: the host's own rows and every layer it names.
+        let (parts, hostgroup_path, (organization_path, location_path), os, proxies, owner, env) =
             futures::try_join!(
                 async {
                     rows::load_host_parts(&client, host.id)
@@ -281,30 +282,47 @@ impl EncService {
                         .map_err(EncError::from)
                 },
                 layers.hostgroup_path(&client, host.hostgroup_id),
-                layers.taxonomy_path(&client, host.organization_id),
-                layers.taxonomy_path(&client, host.location_id),
+                async {
+                    futures::try_join!(
+                        layers.taxonomy_path(&client, host.organization_id),
+                        layers.taxonomy_path(&client, host.location_id),
+                    )
+                },
                 layers.os(&client, host.operatingsystem_id),
-                layers.proxy(&client, host.puppet_proxy_id),
-                layers.proxy(&client, host.puppet_ca_proxy_id),
+                async {
+                    futures::try_join!(
+                        layers.proxy(&client, host.puppet_proxy_id),
+                        layers.proxy(&client, host.puppet_ca_proxy_id),
+                    )
+                },
+                layers.owner(&client, host.owner),
+                layers.env(&client, host.environment_id),
             )?;
-        let env_id = parts.facet.as_ref().and_then(|f| f.environment_id);
-        let (owner, environment) = futures::try_join!(
-            layers.owner(&client, host.owner),
-            layers.env(&client, env_id),
-        )?;
-        let mut nics = Vec::with_capacity(parts.nics.len());
-        for row in parts.nics {
-            let mut nic = row.nic;
-            let (subnet, subnet6, domain) = futures::try_join!(
+        let (puppet_proxy, ca_proxy) = proxies;
+        // The interfaces' subnets and domains, all at once (usually cached).
+        let nic_layers = futures::future::try_join_all(parts.nics.iter().map(|row| async {
+            futures::try_join!(
                 layers.subnet(&client, row.subnet_id),
                 layers.subnet(&client, row.subnet6_id),
                 layers.domain(&client, row.domain_id),
-            )?;
-            nic.subnet = subnet;
-            nic.subnet6 = subnet6;
-            nic.domain = domain;
-            nics.push(nic);
-        }
+            )
+        }))
+        .await?;
+        let nics = parts
+            .nics
+            .into_iter()
+            .zip(nic_layers)
+            .map(|(row, (subnet, subnet6, domain))| {
+                let mut nic = row.nic;
+                nic.subnet = subnet;
+                nic.subnet6 = subnet6;
+                nic.domain = domain;
+                nic
+            })
+            .collect();
+        // The facet's environment was read with the host row; only a facet
+        // that still exists gives the host an environment.
+        let environment = parts.facet.as_ref().and(env);
         let host_name = host.name.clone();
         let input = HostInput {
             puppet: parts.facet.map(|facet| PuppetHostFacet {

@@ -34,6 +34,9 @@ pub struct HostRow {
     pub owner: Option<OwnerRef>,
     pub puppet_proxy_id: Option<i64>,
     pub puppet_ca_proxy_id: Option<i64>,
+    /// The puppet facet's environment, read with the host so the
+    /// environment layer loads in the same round trip as the rest.
+    pub environment_id: Option<i64>,
 }
 
 /// Polymorphic `hosts.owner_type` / `owner_id`.

@@ -109,7 +109,9 @@ pub async fn find_host(client: &Client, name: &str) -> Result<Option<HostRow>> {
                     h.organization_id::int8 AS organization_id, h.location_id::int8 AS location_id, \
                     r.name AS realm, a.name AS architecture, h.owner_type, \
                     h.owner_id::int8 AS owner_id, h.puppet_proxy_id::int8 AS puppet_proxy_id, \
-                    h.puppet_ca_proxy_id::int8 AS puppet_ca_proxy_id \
+                    h.puppet_ca_proxy_id::int8 AS puppet_ca_proxy_id, \
+                    (SELECT f.environment_id::int8 FROM host_puppet_facets f \
+                     WHERE f.host_id = h.id ORDER BY f.id LIMIT 1) AS environment_id \
              FROM hosts h \
              LEFT JOIN realms r ON r.id = h.realm_id \
              LEFT JOIN architectures a ON a.id = h.architecture_id \
@@ -141,6 +143,7 @@ pub async fn find_host(client: &Client, name: &str) -> Result<Option<HostRow>> {
             owner,
             puppet_proxy_id: row.get("puppet_proxy_id"),
             puppet_ca_proxy_id: row.get("puppet_ca_proxy_id"),
+            environment_id: row.get("environment_id"),
         }
     }))
 }
@@ -548,10 +551,11 @@ pub async fn load_hostgroup_path(client: &Client, leaf_id: i64) -> Result<Vec<Ho
         client,
         concat!(
             hostgroup_path_cte!(),
+            // Driven from the path so the planner walks the indexes instead
+            // of hashing every hostgroup facet.
             " SELECT f.hostgroup_id::int8 AS owner, hc.puppetclass_id::int8 AS id \
-             FROM hostgroup_classes hc \
-             JOIN hostgroup_puppet_facets f ON f.id = hc.hostgroup_puppet_facet_id \
-             WHERE f.hostgroup_id IN (SELECT id FROM path)"
+             FROM path JOIN hostgroup_puppet_facets f ON f.hostgroup_id = path.id \
+             JOIN hostgroup_classes hc ON hc.hostgroup_puppet_facet_id = f.id"
         ),
         &args,
     );
