@@ -8,7 +8,7 @@ PG_DIR ?= .demo/pg
 test: deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
-	$(CARGO) test --workspace
+	bash scripts/test.sh
 
 ## deps: install what a fresh Debian 12 machine lacks (PostgreSQL 15, make, cc)
 deps:
