@@ -291,6 +291,16 @@ table_stats >"$RUN_DIR/tables-cold-after.txt"
 fact cold_loads_after "$(metric pvc_bridge_enc_loads_total)"
 fact cold_layer_loads_after "$(metric pvc_bridge_enc_layer_loads_total)"
 
+# The same hosts again with only their documents dropped: the shared layers
+# they use are loaded, as on a bridge that has been running (a new host, or
+# one whose document was invalidated). Same rate, same order.
+curl -fsS -X POST "$BASE/admin/cache/invalidate?documents=true"
+fact warmlayers_loads_before "$(metric pvc_bridge_enc_loads_total)"
+fact warmlayers_layer_loads_before "$(metric pvc_bridge_enc_layer_loads_total)"
+drive cold-warm-layers --rate "$COLD_RATE" --paths "$RUN_DIR/paths-cold.txt"
+fact warmlayers_loads_after "$(metric pvc_bridge_enc_loads_total)"
+fact warmlayers_layer_loads_after "$(metric pvc_bridge_enc_layer_loads_total)"
+
 # One cold request at a time (no queueing), on hosts not requested since the
 # invalidation, layers now warm: the cost of one host's load by itself.
 python3 -c "import random, sys; h = open(sys.argv[1]).read().split(); random.Random(1).shuffle(h); print('\n'.join(h[-200:]))" \

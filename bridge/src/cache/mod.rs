@@ -188,6 +188,12 @@ impl EncService {
         self.layers.reset().await
     }
 
+    /// Drops every cached document but keeps the shared layers: each host's
+    /// next request recomputes it from the replica without reloading them.
+    pub fn invalidate_documents(&self) {
+        self.docs.invalidate_all();
+    }
+
     /// Loads the layers every host needs (at start).
     pub async fn prewarm(&self) -> Result<(), EncError> {
         self.layers.prewarm().await

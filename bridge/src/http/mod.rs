@@ -159,15 +159,17 @@ async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
 struct InvalidateQuery {
     certname: Option<String>,
     all: Option<bool>,
+    documents: Option<bool>,
 }
 
-/// `POST /admin/cache/invalidate?certname=<name>` or `?all=true`.
+/// `POST /admin/cache/invalidate?certname=<name>`, `?documents=true` (every
+/// document, layers kept) or `?all=true` (documents and layers).
 async fn invalidate(
     state: web::Data<AppState>,
     query: web::Query<InvalidateQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    match (&query.certname, query.all) {
-        (Some(name), _) => {
+    match (&query.certname, query.all, query.documents) {
+        (Some(name), _, _) => {
             let certname: Certname = name.parse()?;
             state
                 .enc
@@ -176,7 +178,7 @@ async fn invalidate(
                 .map_err(|e| ApiError::Unavailable(e.to_string()))?;
             tracing::info!(host.certname = %certname, "cache invalidated");
         }
-        (None, Some(true)) => {
+        (None, Some(true), _) => {
             state
                 .enc
                 .invalidate_all()
@@ -184,9 +186,13 @@ async fn invalidate(
                 .map_err(|e| ApiError::Unavailable(e.to_string()))?;
             tracing::info!("whole cache invalidated");
         }
+        (None, _, Some(true)) => {
+            state.enc.invalidate_documents();
+            tracing::info!("every cached document invalidated");
+        }
         _ => {
             return Err(ApiError::BadRequest(
-                "give certname=<name> or all=true".into(),
+                "give certname=<name>, documents=true or all=true".into(),
             ))
         }
     }
