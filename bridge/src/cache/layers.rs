@@ -7,8 +7,8 @@
 //! while the old value keeps being served (refresh-ahead), so no request
 //! waits for a layer that is merely old; only a layer never loaded (or
 //! dropped) is loaded in the request, once however many requests want it.
-//! The global layers are loaded at start and right after "invalidate all",
-//! before any request needs them.
+//! The global layers and every hostgroup chain (in bulk) are loaded at
+//! start and right after "invalidate all", before any request needs them.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -113,10 +113,32 @@ impl Layers {
         })
     }
 
-    /// Loads the layers every host needs, so no request waits for them.
+    /// Loads the layers every host needs, and every hostgroup chain in bulk,
+    /// so no request waits for them.
     pub async fn prewarm(self: &Arc<Self>) -> Result<(), EncError> {
         let (client, _) = self.db.read().await?;
-        futures::try_join!(self.globals(&client), self.config_groups(&client))?;
+        let (_, assignments) =
+            futures::try_join!(self.globals(&client), self.config_groups(&client))?;
+        let mut all = rows::load_all_hostgroups(&client).await?;
+        self.loads.fetch_add(1, Ordering::Relaxed);
+        // One Arc per hostgroup, shared by every chain it is part of.
+        let mut shared = std::collections::HashMap::with_capacity(all.len());
+        let mut paths = Vec::with_capacity(all.len());
+        for (id, (mut hostgroup, path)) in all.drain() {
+            fill_config_groups(&mut hostgroup, &assignments);
+            shared.insert(id, Arc::new(hostgroup));
+            paths.push((id, path));
+        }
+        for (id, path) in paths {
+            let chain: Vec<Arc<Hostgroup>> = path
+                .iter()
+                .filter_map(|id| shared.get(id).cloned())
+                .collect();
+            let layer = Layer::HostgroupPath(Arc::new(chain));
+            self.cache
+                .insert(Key::HostgroupPath(id), Entry::new(layer))
+                .await;
+        }
         Ok(())
     }
 
@@ -199,13 +221,7 @@ impl Layers {
                     let assignments = self.config_groups(client).await?;
                     let mut path = rows::load_hostgroup_path(client, id).await?;
                     for hostgroup in &mut path {
-                        if let Some(puppet) = &mut hostgroup.puppet {
-                            puppet.config_groups = assignments
-                                .hostgroup_facets
-                                .get(&puppet.facet_id)
-                                .cloned()
-                                .unwrap_or_default();
-                        }
+                        fill_config_groups(hostgroup, &assignments);
                     }
                     Layer::HostgroupPath(Arc::new(path.into_iter().map(Arc::new).collect()))
                 }
@@ -301,4 +317,15 @@ impl Layers {
     by_id!(os, Os, Os);
     by_id!(proxy, Proxy, Proxy);
     by_id!(env, Env, PuppetEnv);
+}
+
+/// A hostgroup's config groups, from the shared assignments layer.
+fn fill_config_groups(hostgroup: &mut Hostgroup, assignments: &ConfigGroupAssignments) {
+    if let Some(puppet) = &mut hostgroup.puppet {
+        puppet.config_groups = assignments
+            .hostgroup_facets
+            .get(&puppet.facet_id)
+            .cloned()
+            .unwrap_or_default();
+    }
 }

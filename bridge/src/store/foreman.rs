@@ -560,19 +560,73 @@ pub async fn load_hostgroup_path(client: &Client, leaf_id: i64) -> Result<Vec<Ho
         &args,
     );
     let (rows, params, classes) = try_join!(rows, params, classes)?;
-    let Some(leaf) = rows.iter().find(|r| r.get::<_, i64>("id") == leaf_id) else {
+    let mut hostgroups = hostgroups_from_rows(&rows, &params, &classes)?;
+    let Some((_, order)) = hostgroups.get(&leaf_id) else {
         return Ok(Vec::new());
     };
-    let order = ancestry_path(leaf.get("ancestry"), leaf_id);
-    let mut path = Vec::with_capacity(order.len());
-    for id in order {
-        let Some(row) = rows.iter().find(|r| r.get::<_, i64>("id") == id) else {
-            continue;
-        };
+    let order = order.clone();
+    Ok(order
+        .iter()
+        .filter_map(|id| hostgroups.remove(id).map(|(hostgroup, _)| hostgroup))
+        .collect())
+}
+
+/// Every hostgroup with its path (ancestor ids root first, then itself), in
+/// three queries: loading all chains at once is far cheaper than one chain
+/// per hostgroup when thousands of hosts arrive at once.
+pub async fn load_all_hostgroups(client: &Client) -> Result<HashMap<i64, (Hostgroup, Vec<i64>)>> {
+    let rows = query(
+        client,
+        "SELECT hg.id::int8 AS id, hg.name, hg.title, hg.root_pass, hg.ancestry, \
+                (SELECT f.id::int8 FROM hostgroup_puppet_facets f \
+                 WHERE f.hostgroup_id = hg.id ORDER BY f.id LIMIT 1) AS facet_id \
+         FROM hostgroups hg",
+        &[],
+    );
+    let params = query(
+        client,
+        "SELECT reference_id::int8 AS owner, name, value FROM parameters \
+         WHERE type = 'GroupParameter' ORDER BY name",
+        &[],
+    );
+    let classes = query(
+        client,
+        "SELECT f.hostgroup_id::int8 AS owner, hc.puppetclass_id::int8 AS id \
+         FROM hostgroup_classes hc \
+         JOIN hostgroup_puppet_facets f ON f.id = hc.hostgroup_puppet_facet_id",
+        &[],
+    );
+    let (rows, params, classes) = try_join!(rows, params, classes)?;
+    hostgroups_from_rows(&rows, &params, &classes)
+}
+
+/// Hostgroups (with their parameters, facet and classes) by id, each with
+/// its path ids. Parameter rows must come ordered by name.
+fn hostgroups_from_rows(
+    rows: &[Row],
+    params: &[Row],
+    classes: &[Row],
+) -> Result<HashMap<i64, (Hostgroup, Vec<i64>)>> {
+    let mut params_of: HashMap<i64, Vec<Row>> = HashMap::new();
+    for row in params {
+        params_of
+            .entry(row.get("owner"))
+            .or_default()
+            .push(row.clone());
+    }
+    let mut classes_of: HashMap<i64, Vec<i64>> = HashMap::new();
+    for row in classes {
+        classes_of
+            .entry(row.get("owner"))
+            .or_default()
+            .push(row.get("id"));
+    }
+    let mut hostgroups = HashMap::with_capacity(rows.len());
+    for row in rows {
+        let id: i64 = row.get("id");
         let facet_id: Option<i64> = row.get("facet_id");
-        let own = |r: &&Row| r.get::<_, i64>("owner") == id;
-        let own_params: Vec<Row> = params.iter().filter(own).cloned().collect();
-        path.push(Hostgroup {
+        let own_params = params_of.remove(&id).unwrap_or_default();
+        let hostgroup = Hostgroup {
             id,
             name: row.get::<_, Option<String>>("name").unwrap_or_default(),
             title: row.get::<_, Option<String>>("title").unwrap_or_default(),
@@ -581,12 +635,13 @@ pub async fn load_hostgroup_path(client: &Client, leaf_id: i64) -> Result<Vec<Ho
             // Config groups come from the shared assignments layer.
             puppet: facet_id.map(|facet_id| PuppetGroupFacet {
                 facet_id,
-                class_ids: classes.iter().filter(own).map(|r| r.get("id")).collect(),
+                class_ids: classes_of.remove(&id).unwrap_or_default(),
                 config_groups: Vec::new(),
             }),
-        });
+        };
+        hostgroups.insert(id, (hostgroup, ancestry_path(row.get("ancestry"), id)));
     }
-    Ok(path)
+    Ok(hostgroups)
 }
 
 /// A location or organization and its ancestors, root first.

@@ -104,3 +104,33 @@ fn first_difference(expected: &str, actual: &str) -> String {
         show(&actual_lines)
     )
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_prewarmed_hostgroup_chains_give_the_same_documents() {
+    let db = support::foreman_db("prewarm").await;
+    let bridge = TestBridge::start(support::config_for(&db, &[])).await;
+    bridge.bridge.enc.prewarm().await.expect("prewarm");
+    let after_prewarm = bridge.bridge.enc.layer_loads();
+    for host in support::golden_hosts() {
+        let (status, _, body) = bridge.get(&format!("/node/{host}?format=yml")).await;
+        assert_eq!(status, 200, "{host}");
+        assert_eq!(body, support::golden_enc(&host), "{host}");
+    }
+    // 13 hostgroups in the fixture: none of their chains loaded one by one.
+    let per_host_layers = bridge.bridge.enc.layer_loads() - after_prewarm;
+    let unprewarmed = {
+        let db = support::foreman_db("prewarm_baseline").await;
+        let cold = TestBridge::start(support::config_for(&db, &[])).await;
+        for host in support::golden_hosts() {
+            cold.get(&format!("/node/{host}?format=yml")).await;
+        }
+        let n = cold.bridge.enc.layer_loads();
+        cold.stop().await;
+        n
+    };
+    assert!(
+        per_host_layers + 10 <= unprewarmed,
+        "prewarmed: {per_host_layers} layer loads, without: {unprewarmed}"
+    );
+    bridge.stop().await;
+}
