@@ -15,47 +15,51 @@ pub async fn render(state: web::Data<AppState>) -> HttpResponse {
     let db = &state.db.stats;
     let (entries, bytes) = state.enc.cache_size();
     let mut out = String::with_capacity(2048);
-    let mut counter = |name: &str, help: &str, value: u64| {
+    let relaxed = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed);
+    // One row per plain counter: name, help, value.
+    let counters = [
+        (
+            "pvc_bridge_enc_cache_hits_total",
+            "ENC requests answered from the cache.",
+            relaxed(&enc.hits),
+        ),
+        (
+            "pvc_bridge_enc_cache_misses_total",
+            "ENC requests that found no cached document.",
+            relaxed(&enc.misses),
+        ),
+        (
+            "pvc_bridge_enc_loads_total",
+            "Host documents loaded from the database (one per cold name).",
+            relaxed(&enc.loads),
+        ),
+        (
+            "pvc_bridge_enc_layer_loads_total",
+            "Shared layers (hostgroups, taxonomies, settings, ...) loaded.",
+            state.enc.layer_loads(),
+        ),
+        (
+            "pvc_bridge_enc_foreman_fallbacks_total",
+            "Documents fetched from Foreman's API.",
+            relaxed(&enc.foreman_fallbacks),
+        ),
+        (
+            "pvc_bridge_database_read_fallbacks_total",
+            "Reads that wanted a replica and used the primary.",
+            relaxed(&db.read_fallbacks),
+        ),
+        (
+            "pvc_bridge_database_replica_errors_total",
+            "Failed attempts to get a replica connection.",
+            relaxed(&db.replica_errors),
+        ),
+    ];
+    for (name, help, value) in counters {
         let _ = writeln!(
             out,
             "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
         );
-    };
-    counter(
-        "pvc_bridge_enc_cache_hits_total",
-        "ENC requests answered from the cache.",
-        enc.hits.load(Ordering::Relaxed),
-    );
-    counter(
-        "pvc_bridge_enc_cache_misses_total",
-        "ENC requests that found no cached document.",
-        enc.misses.load(Ordering::Relaxed),
-    );
-    counter(
-        "pvc_bridge_enc_loads_total",
-        "Host documents loaded from the database (one per cold name).",
-        enc.loads.load(Ordering::Relaxed),
-    );
-    counter(
-        "pvc_bridge_enc_layer_loads_total",
-        "Shared layers (hostgroups, taxonomies, settings, ...) loaded.",
-        state.enc.layer_loads(),
-    );
-    counter(
-        "pvc_bridge_enc_foreman_fallbacks_total",
-        "Documents fetched from Foreman's API.",
-        enc.foreman_fallbacks.load(Ordering::Relaxed),
-    );
-    counter(
-        "pvc_bridge_database_read_fallbacks_total",
-        "Reads that wanted a replica and used the primary.",
-        db.read_fallbacks.load(Ordering::Relaxed),
-    );
-    counter(
-        "pvc_bridge_database_replica_errors_total",
-        "Failed attempts to get a replica connection.",
-        db.replica_errors.load(Ordering::Relaxed),
-    );
+    }
     let _ = writeln!(
         out,
         "# HELP pvc_bridge_database_checkouts_total Connections taken from a pool.\n\
