@@ -398,7 +398,8 @@ mod tests {
 
     #[test]
     fn source_round_trip() {
-        for golden in GOLDEN_HOSTS {
+        for (golden, _) in golden_enc() {
+            let golden = golden.as_str();
             for c in [1, 17, 999, 65_535] {
                 let n = clone_name(golden, c);
                 assert_eq!(clone_source(&n), Some((golden.to_string(), c)), "{n}");
@@ -448,7 +449,8 @@ mod tests {
     #[test]
     fn enc_rewrite_of_every_golden_host() {
         let mut total_changed = 0;
-        for (fqdn, yaml) in GOLDEN_ENC {
+        for (fqdn, yaml) in golden_enc() {
+            let (fqdn, yaml) = (fqdn.as_str(), yaml.as_str());
             let short = split_first(fqdn, '.').0;
             let title = yaml.lines().find_map(|l| l.strip_prefix("  hostgroup: "));
             let clone = expected_enc(yaml, fqdn, 17);
@@ -514,95 +516,21 @@ mod tests {
         assert!(CHECK_SQL.contains("sequences behind max(id)"));
     }
 
-    const GOLDEN_HOSTS: [&str; 40] = [
-        "app03.lab.globex.test",
-        "app04.corp.acme.test",
-        "app81.corp.acme.test",
-        "app86.lab.globex.test",
-        "app92.example.com",
-        "build03.lab.globex.test",
-        "build15.corp.acme.test",
-        "build45.example.com",
-        "cache18.corp.acme.test",
-        "cache32.corp.acme.test",
-        "cache47.corp.acme.test",
-        "cache51.lab.globex.test",
-        "cache53.example.com",
-        "cache65.lab.globex.test",
-        "db28.example.com",
-        "db47.example.com",
-        "db62.lab.globex.test",
-        "db75.lab.globex.test",
-        "db79-us.lab.globex.test",
-        "dns13.corp.acme.test",
-        "dns25.example.com",
-        "dns33.example.com",
-        "dns51.corp.acme.test",
-        "dns78.corp.acme.test",
-        "kafka10.example.com",
-        "kafka43.lab.globex.test",
-        "kafka46.corp.acme.test",
-        "kafka53.corp.acme.test",
-        "kafka77.lab.globex.test",
-        "kafka90.example.com",
-        "lb07.example.com",
-        "lb25.corp.acme.test",
-        "lb77.corp.acme.test",
-        "mon45.lab.globex.test",
-        "mon54.lab.globex.test",
-        "mon58.example.com",
-        "mon63.example.com",
-        "mon68.corp.acme.test",
-        "mon98.lab.globex.test",
-        "web45.corp.acme.test",
-    ];
-
-    macro_rules! golden_enc {
-        ($($h:literal),* $(,)?) => {
-            [$(($h, include_str!(concat!("../../fixtures/foreman/enc/", $h, ".yml")))),*]
-        };
+    /// The fixture's hosts and their golden ENC, read from the fixture
+    /// itself (`hosts.txt`, `enc/<fqdn>.yml`) so there is one list.
+    fn golden_enc() -> Vec<(String, String)> {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/foreman");
+        let hosts = std::fs::read_to_string(dir.join("hosts.txt")).expect("hosts.txt");
+        let list: Vec<(String, String)> = hosts
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(|host| {
+                let enc = std::fs::read_to_string(dir.join("enc").join(format!("{host}.yml")))
+                    .expect("golden file");
+                (host.to_owned(), enc)
+            })
+            .collect();
+        assert_eq!(list.len(), 40, "the fixture has 40 hosts");
+        list
     }
-
-    const GOLDEN_ENC: [(&str, &str); 40] = golden_enc![
-        "app03.lab.globex.test",
-        "app04.corp.acme.test",
-        "app81.corp.acme.test",
-        "app86.lab.globex.test",
-        "app92.example.com",
-        "build03.lab.globex.test",
-        "build15.corp.acme.test",
-        "build45.example.com",
-        "cache18.corp.acme.test",
-        "cache32.corp.acme.test",
-        "cache47.corp.acme.test",
-        "cache51.lab.globex.test",
-        "cache53.example.com",
-        "cache65.lab.globex.test",
-        "db28.example.com",
-        "db47.example.com",
-        "db62.lab.globex.test",
-        "db75.lab.globex.test",
-        "db79-us.lab.globex.test",
-        "dns13.corp.acme.test",
-        "dns25.example.com",
-        "dns33.example.com",
-        "dns51.corp.acme.test",
-        "dns78.corp.acme.test",
-        "kafka10.example.com",
-        "kafka43.lab.globex.test",
-        "kafka46.corp.acme.test",
-        "kafka53.corp.acme.test",
-        "kafka77.lab.globex.test",
-        "kafka90.example.com",
-        "lb07.example.com",
-        "lb25.corp.acme.test",
-        "lb77.corp.acme.test",
-        "mon45.lab.globex.test",
-        "mon54.lab.globex.test",
-        "mon58.example.com",
-        "mon63.example.com",
-        "mon68.corp.acme.test",
-        "mon98.lab.globex.test",
-        "web45.corp.acme.test",
-    ];
 }
