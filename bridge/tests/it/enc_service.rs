@@ -104,15 +104,11 @@ async fn invalidation_makes_a_foreman_change_visible() {
     let host = "kafka10.example.com";
     let (_, _, before) = bridge.get(&format!("/node/{host}?format=yml")).await;
     assert_eq!(before, support::golden_enc(host));
-    let primary = cluster::connect(&db.primary_url).await.unwrap();
-    primary
-        .execute(
-            "UPDATE hosts SET comment = 'moved to rack 7' WHERE name = $1",
-            &[&host],
-        )
-        .await
-        .unwrap();
-    cluster::shared().wait_replica_caught_up().await.unwrap();
+    support::write_and_replicate(
+        &db,
+        &format!("UPDATE hosts SET comment = 'moved to rack 7' WHERE name = '{host}'"),
+    )
+    .await;
     let (_, _, cached) = bridge.get(&format!("/node/{host}?format=yml")).await;
     assert_eq!(cached, before, "served from the cache until invalidated");
     let response = bridge
@@ -140,16 +136,12 @@ async fn invalidation_makes_a_foreman_change_visible() {
 /// Puts an ERB construct the bridge does not render into a global
 /// parameter, so every host needs Foreman.
 async fn make_every_host_need_foreman(db: &cluster::TestDb) {
-    let primary = cluster::connect(&db.primary_url).await.unwrap();
-    primary
-        .execute(
-            "UPDATE parameters SET value = '--- \"<%= @host.ip %>\"' || chr(10) \
-             WHERE type = 'CommonParameter' AND name = 'global_erb'",
-            &[],
-        )
-        .await
-        .unwrap();
-    cluster::shared().wait_replica_caught_up().await.unwrap();
+    support::write_and_replicate(
+        db,
+        "UPDATE parameters SET value = '--- \"<%= @host.ip %>\"' || chr(10) \
+         WHERE type = 'CommonParameter' AND name = 'global_erb'",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -324,16 +316,12 @@ async fn old_layers_are_served_while_they_refresh_in_the_background() {
     let path = format!("/node/{host}?format=yml");
     let (_, _, before) = bridge.get(&path).await;
     assert!(before.contains("global_string: 'OFF'\n"), "{before}");
-    let primary = cluster::connect(&db.primary_url).await.unwrap();
-    primary
-        .execute(
-            "UPDATE parameters SET value = '--- refreshed' || chr(10) \
-             WHERE type = 'CommonParameter' AND name = 'global_string'",
-            &[],
-        )
-        .await
-        .unwrap();
-    cluster::shared().wait_replica_caught_up().await.unwrap();
+    support::write_and_replicate(
+        &db,
+        "UPDATE parameters SET value = '--- refreshed' || chr(10) \
+         WHERE type = 'CommonParameter' AND name = 'global_string'",
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(1100)).await;
     // The document is recomputed at once from the layer it has (old), and
     // that use starts the layer's refresh.

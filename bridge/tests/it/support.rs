@@ -96,3 +96,17 @@ pub async fn foreman_db(hint: &str) -> TestDb {
         .await
         .expect("foreman test database")
 }
+
+/// Runs `sql` on the primary (as Foreman would write) and waits until the
+/// replica has replayed it.
+pub async fn write_and_replicate(db: &TestDb, sql: &str) {
+    let primary = cluster::connect(&db.primary_url).await.expect("primary");
+    primary
+        .batch_execute(sql)
+        .await
+        .expect("write on the primary");
+    cluster::shared()
+        .wait_replica_caught_up()
+        .await
+        .expect("replica caught up");
+}
