@@ -119,8 +119,6 @@ pub struct EncService {
     pub stats: EncStats,
 }
 
-type Shared<E> = Arc<E>;
-
 impl EncService {
     pub fn new(
         db: Arc<Db>,
@@ -153,7 +151,7 @@ impl EncService {
 
     /// The document for `name` (a certname or host name), from the cache or
     /// loaded once however many callers ask at the same time.
-    pub async fn document(self: &Arc<Self>, name: &str) -> Result<Doc, Shared<EncError>> {
+    pub async fn document(self: &Arc<Self>, name: &str) -> Result<Doc, Arc<EncError>> {
         if let Some(doc) = self.docs.get(name).await {
             self.stats.hits.fetch_add(1, Ordering::Relaxed);
             self.maybe_refresh(name, &doc);

@@ -11,7 +11,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse, ResponseError};
 use serde::Deserialize;
 
-use crate::cache::{Doc, EncError, EncService};
+use crate::cache::{Doc, EncService};
 use crate::certname::{Certname, CertnameError};
 use crate::store::Db;
 
@@ -197,10 +197,4 @@ async fn invalidate(
         }
     }
     Ok(HttpResponse::NoContent().finish())
-}
-
-impl From<Arc<EncError>> for ApiError {
-    fn from(e: Arc<EncError>) -> Self {
-        ApiError::Unavailable(e.to_string())
-    }
 }
