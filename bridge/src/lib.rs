@@ -9,12 +9,17 @@
 //! - `http`: actix handlers; `config`: configuration; `certname`: validation.
 #![forbid(unsafe_code)]
 
+pub mod answer;
 pub mod cache;
 pub mod certname;
 pub mod config;
 pub mod enc;
 pub mod foreman;
+pub mod hosts;
 pub mod http;
+pub mod schedule;
+pub mod servers;
+pub mod simulate;
 pub mod store;
 
 use std::net::TcpListener;

@@ -6,6 +6,7 @@
 //! (logged and counted). Writes always go to the primary.
 
 pub mod foreman;
+pub mod pvc;
 
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};

@@ -4,4 +4,6 @@
 
 mod enc_golden;
 mod enc_service;
+mod hosts;
+mod leases;
 mod support;

@@ -1,0 +1,1 @@
+//! The `/host` answer: shell-quoted `KEY='value'` lines, or JSON.

@@ -1,0 +1,1 @@
+//! Per puppetserver: the admissible rate of new runs.

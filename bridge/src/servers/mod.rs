@@ -1,0 +1,1 @@
+//! Capacity sources: polls each puppetserver's status API.

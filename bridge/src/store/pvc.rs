@@ -1,0 +1,1 @@
+//! The bridge's own schema (`pvc`) on the primary: leases, reports.

@@ -1,0 +1,1 @@
+//! Per-host scheduling facts from Foreman and the `/host` answer.

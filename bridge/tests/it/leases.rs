@@ -1,0 +1,1 @@
+//! Leases and reports in the `pvc` schema on a real primary.
