@@ -32,10 +32,23 @@ enum Command {
     Node { certname: String },
     /// Validate the configuration and exit.
     CheckConfig,
+    /// Drive the scheduler in virtual time against modelled puppetservers,
+    /// beside Puppet's own strategies; writes CSV, a PNG chart and a summary.
+    Simulate(pvc_bridge::simulate::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The simulation needs no configuration (no database, no servers).
+    if let Command::Simulate(args) = cli.command {
+        return match pvc_bridge::simulate::main(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("pvc-bridge: {error:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let config = match config::load(cli.config.as_deref()) {
         Ok(config) => config,
         Err(error) => {
@@ -60,6 +73,7 @@ fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Serve => actix_web::rt::System::new().block_on(serve(config)),
+        Command::Simulate(_) => unreachable!("handled before the configuration is read"),
         Command::Node { certname } => {
             let runtime = tokio::runtime::Runtime::new().context("starting tokio")?;
             runtime.block_on(print_node(config, certname))

@@ -6,4 +6,5 @@ mod enc_golden;
 mod enc_service;
 mod hosts;
 mod leases;
+mod status_poll;
 mod support;

@@ -1,0 +1,1 @@
+//! Capacity sources against a stand-in serving real puppetserver status JSON.
