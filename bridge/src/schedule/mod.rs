@@ -15,7 +15,7 @@ pub mod status;
 
 pub use scheduler::{
     ConvergeId, ConvergeStatus, Decision, Explanation, Grant, HostIx, Poll, PoolStats, Reason,
-    RunMode, Scheduler, SchedulerConfig, SchedulerStats, ServerSpec, ServerStats, Trigger,
+    Refusal, RunMode, Scheduler, SchedulerConfig, SchedulerStats, ServerSpec, ServerStats, Trigger,
 };
 pub use status::ServerSample;
 
