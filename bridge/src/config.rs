@@ -60,6 +60,8 @@ pub struct RawConfig {
     pub enc: EncConfig,
     #[serde(default)]
     pub log: LogConfig,
+    #[serde(default)]
+    pub scheduler: SchedulerRaw,
 }
 
 fn default_listen() -> String {
@@ -232,6 +234,100 @@ fn default_log_level() -> String {
     "info".into()
 }
 
+/// Run scheduling: periods, capacity, puppetservers.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SchedulerRaw {
+    pub target_period_secs: f64,
+    pub min_interval_secs: f64,
+    pub max_interval_secs: f64,
+    pub target_utilization: f64,
+    pub run_cost_secs: f64,
+    pub lease_secs: f64,
+    pub check_interval_secs: f64,
+    pub min_check_interval_secs: f64,
+    pub max_check_interval_secs: f64,
+    pub fact_interval_secs: f64,
+    pub forced_runs_per_hour: f64,
+    pub forced_runs_burst: f64,
+    pub burst_secs: f64,
+    pub server_down_after_secs: f64,
+    pub converge_spread: f64,
+    /// Host parameters named `<prefix><name>` become `FACTER_<NAME>`.
+    pub flag_prefix: String,
+    /// Pool of hosts with neither `pvc_server_pool` nor a location.
+    pub default_pool: String,
+    /// How often the host directory is re-read from a replica.
+    pub hosts_refresh_secs: u64,
+    pub status_poll_secs: f64,
+    pub status_timeout_secs: f64,
+    /// Puppet CA and the bridge's own certificate for the status API.
+    pub status_ca_file: Option<PathBuf>,
+    pub status_cert_file: Option<PathBuf>,
+    pub status_key_file: Option<PathBuf>,
+    /// Largest `/report` body accepted.
+    pub max_report_bytes: usize,
+    pub servers: Vec<ServerRaw>,
+}
+
+impl Default for SchedulerRaw {
+    fn default() -> Self {
+        let d = crate::schedule::SchedulerConfig::default();
+        SchedulerRaw {
+            target_period_secs: d.target_period,
+            min_interval_secs: d.min_interval,
+            max_interval_secs: d.max_interval,
+            target_utilization: d.target_utilization,
+            run_cost_secs: d.run_cost,
+            lease_secs: d.lease_secs,
+            check_interval_secs: d.check_interval,
+            min_check_interval_secs: d.min_check_interval,
+            max_check_interval_secs: d.max_check_interval,
+            fact_interval_secs: d.fact_interval,
+            forced_runs_per_hour: d.forced_per_hour,
+            forced_runs_burst: d.forced_burst,
+            burst_secs: d.burst_secs,
+            server_down_after_secs: d.server_down_after,
+            converge_spread: d.converge_spread,
+            flag_prefix: "pvc_facter_".into(),
+            default_pool: "default".into(),
+            hosts_refresh_secs: 30,
+            status_poll_secs: 2.0,
+            status_timeout_secs: 5.0,
+            status_ca_file: None,
+            status_cert_file: None,
+            status_key_file: None,
+            max_report_bytes: 1024 * 1024,
+            servers: Vec::new(),
+        }
+    }
+}
+
+/// One puppetserver (`[[scheduler.servers]]`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerRaw {
+    /// As agents reach it (`PVC_PUPPET_MASTER`).
+    pub name: String,
+    #[serde(default = "default_pool_name")]
+    pub pool: String,
+    /// JRubies until the status API or a push says otherwise.
+    #[serde(default = "default_jrubies")]
+    pub jrubies: u32,
+    /// `https://host:8140`: poll its status API.
+    pub status_url: Option<String>,
+    /// Capacity arrives by `POST /ppm` (the original pvc push).
+    #[serde(default)]
+    pub pushed: bool,
+}
+
+fn default_pool_name() -> String {
+    "default".into()
+}
+fn default_jrubies() -> u32 {
+    4
+}
+
 /// Accepts `["a", "b"]` or `"a,b"` (environment variables are strings).
 fn string_or_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
     #[derive(Deserialize)]
@@ -300,6 +396,23 @@ pub struct Config {
     pub cache: CacheConfig,
     pub enc: EncConfig,
     pub log: LogConfig,
+    pub scheduler: SchedulerSettings,
+}
+
+/// The scheduler's part of a validated configuration.
+#[derive(Debug, Clone)]
+pub struct SchedulerSettings {
+    pub config: crate::schedule::SchedulerConfig,
+    pub servers: Vec<ServerRaw>,
+    pub flag_prefix: String,
+    pub default_pool: String,
+    pub hosts_refresh: Duration,
+    pub status_poll: Duration,
+    pub status_timeout: Duration,
+    pub status_ca_file: Option<PathBuf>,
+    pub status_cert_file: Option<PathBuf>,
+    pub status_key_file: Option<PathBuf>,
+    pub max_report_bytes: usize,
 }
 
 /// Everything wrong with a configuration, one line per key.
@@ -443,6 +556,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             raw.log.level
         ));
     }
+    let scheduler = validate_scheduler(&raw.scheduler, &mut errors);
     if !errors.is_empty() {
         return Err(ConfigError(errors));
     }
@@ -458,7 +572,128 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         cache: raw.cache,
         enc: raw.enc,
         log: raw.log,
+        scheduler,
     })
+}
+
+fn validate_scheduler(raw: &SchedulerRaw, errors: &mut Vec<String>) -> SchedulerSettings {
+    let mut positive = |key: &str, value: f64| {
+        if !(value.is_finite() && value > 0.0) {
+            errors.push(format!(
+                "scheduler.{key}: must be a positive number of seconds"
+            ));
+        }
+    };
+    positive("target_period_secs", raw.target_period_secs);
+    positive("min_interval_secs", raw.min_interval_secs);
+    positive("max_interval_secs", raw.max_interval_secs);
+    positive("run_cost_secs", raw.run_cost_secs);
+    positive("lease_secs", raw.lease_secs);
+    positive("check_interval_secs", raw.check_interval_secs);
+    positive("min_check_interval_secs", raw.min_check_interval_secs);
+    positive("max_check_interval_secs", raw.max_check_interval_secs);
+    positive("burst_secs", raw.burst_secs);
+    positive("server_down_after_secs", raw.server_down_after_secs);
+    positive("status_poll_secs", raw.status_poll_secs);
+    positive("status_timeout_secs", raw.status_timeout_secs);
+    if !(raw.min_interval_secs <= raw.target_period_secs
+        && raw.target_period_secs <= raw.max_interval_secs)
+    {
+        errors.push(
+            "scheduler: min_interval_secs <= target_period_secs <= max_interval_secs must hold"
+                .into(),
+        );
+    }
+    if raw.min_check_interval_secs > raw.max_check_interval_secs {
+        errors
+            .push("scheduler.min_check_interval_secs: larger than max_check_interval_secs".into());
+    }
+    if !(raw.target_utilization > 0.0 && raw.target_utilization <= 1.0) {
+        errors.push("scheduler.target_utilization: must be in (0, 1]".into());
+    }
+    if !(raw.converge_spread > 0.0 && raw.converge_spread <= 1.0) {
+        errors.push("scheduler.converge_spread: must be in (0, 1]".into());
+    }
+    if raw.fact_interval_secs < 0.0 || raw.forced_runs_per_hour < 0.0 || raw.forced_runs_burst < 0.0
+    {
+        errors.push("scheduler: fact_interval_secs, forced_runs_per_hour and forced_runs_burst must not be negative".into());
+    }
+    if raw.hosts_refresh_secs == 0 {
+        errors.push("scheduler.hosts_refresh_secs: must be at least 1".into());
+    }
+    if raw.max_report_bytes < 1024 {
+        errors.push("scheduler.max_report_bytes: must be at least 1024".into());
+    }
+    if raw.flag_prefix.is_empty() || raw.default_pool.trim().is_empty() {
+        errors.push("scheduler.flag_prefix and scheduler.default_pool must not be empty".into());
+    }
+    let mut seen = std::collections::HashSet::new();
+    for (i, server) in raw.servers.iter().enumerate() {
+        let key = format!("scheduler.servers[{i}]");
+        if server.name.parse::<crate::certname::Certname>().is_err() {
+            errors.push(format!("{key}.name: {:?} is not a host name", server.name));
+        }
+        if !seen.insert(server.name.clone()) {
+            errors.push(format!("{key}.name: {:?} is listed twice", server.name));
+        }
+        if server.jrubies == 0 {
+            errors.push(format!("{key}.jrubies: must be at least 1"));
+        }
+        if let Some(url) = &server.status_url {
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                errors.push(format!(
+                    "{key}.status_url: {url:?} must start with https:// or http://"
+                ));
+            }
+        }
+    }
+    for (key, path) in [
+        ("status_ca_file", &raw.status_ca_file),
+        ("status_cert_file", &raw.status_cert_file),
+        ("status_key_file", &raw.status_key_file),
+    ] {
+        if let Some(path) = path {
+            if let Err(e) = std::fs::metadata(path) {
+                errors.push(format!(
+                    "scheduler.{key}: cannot read {}: {e}",
+                    path.display()
+                ));
+            }
+        }
+    }
+    if raw.status_cert_file.is_some() != raw.status_key_file.is_some() {
+        errors.push("scheduler.status_cert_file and status_key_file go together".into());
+    }
+    let secs = |s: f64| Duration::from_secs_f64(if s.is_finite() && s > 0.0 { s } else { 1.0 });
+    SchedulerSettings {
+        config: crate::schedule::SchedulerConfig {
+            target_period: raw.target_period_secs,
+            min_interval: raw.min_interval_secs,
+            max_interval: raw.max_interval_secs,
+            target_utilization: raw.target_utilization,
+            run_cost: raw.run_cost_secs,
+            lease_secs: raw.lease_secs,
+            check_interval: raw.check_interval_secs,
+            min_check_interval: raw.min_check_interval_secs,
+            max_check_interval: raw.max_check_interval_secs,
+            fact_interval: raw.fact_interval_secs,
+            forced_per_hour: raw.forced_runs_per_hour,
+            forced_burst: raw.forced_runs_burst,
+            burst_secs: raw.burst_secs,
+            server_down_after: raw.server_down_after_secs,
+            converge_spread: raw.converge_spread,
+        },
+        servers: raw.servers.clone(),
+        flag_prefix: raw.flag_prefix.clone(),
+        default_pool: raw.default_pool.trim().to_owned(),
+        hosts_refresh: Duration::from_secs(raw.hosts_refresh_secs.max(1)),
+        status_poll: secs(raw.status_poll_secs),
+        status_timeout: secs(raw.status_timeout_secs),
+        status_ca_file: raw.status_ca_file.clone(),
+        status_cert_file: raw.status_cert_file.clone(),
+        status_key_file: raw.status_key_file.clone(),
+        max_report_bytes: raw.max_report_bytes,
+    }
 }
 
 fn check_pg_url(key: &str, url: &str, errors: &mut Vec<String>) {

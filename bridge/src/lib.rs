@@ -17,6 +17,7 @@ pub mod enc;
 pub mod foreman;
 pub mod hosts;
 pub mod http;
+pub mod runs;
 pub mod schedule;
 pub mod servers;
 pub mod simulate;
@@ -38,6 +39,7 @@ pub struct Bridge {
     pub db: Arc<Db>,
     pub enc: Arc<EncService>,
     pub foreman: Option<Arc<ForemanClient>>,
+    pub runs: Arc<runs::RunService>,
 }
 
 impl Bridge {
@@ -57,7 +59,13 @@ impl Bridge {
         };
         let overrides = settings_overrides(config)?;
         let enc = EncService::new(Arc::clone(&db), foreman.clone(), overrides, &config.cache);
-        Ok(Bridge { db, enc, foreman })
+        let runs = runs::RunService::new(Arc::clone(&db), &config.scheduler);
+        Ok(Bridge {
+            db,
+            enc,
+            foreman,
+            runs,
+        })
     }
 
     /// Start-up checks that need the network: the Foreman account must be
@@ -67,6 +75,15 @@ impl Bridge {
         // database that is down is not fatal (the bridge answers 503).
         if let Err(error) = self.enc.prewarm().await {
             tracing::warn!(%error, "could not load the global layers at start");
+        }
+        match self.db.write().await {
+            Ok(client) => match store::pvc::check_schema(&client).await {
+                Ok(version) => tracing::info!(version, "pvc schema present"),
+                Err(error) => {
+                    tracing::error!(%error, "runs cannot be granted until `pvc-bridge migrate` has run")
+                }
+            },
+            Err(error) => tracing::warn!(%error, "primary unavailable at start"),
         }
         if let Some(foreman) = &self.foreman {
             match foreman.check_account().await {
@@ -118,10 +135,13 @@ pub fn serve(
     let state = actix_web::web::Data::new(http::AppState {
         enc: Arc::clone(&bridge.enc),
         db: Arc::clone(&bridge.db),
+        runs: Arc::clone(&bridge.runs),
     });
+    let max_body = bridge.runs.max_report_bytes();
     let mut server = actix_web::HttpServer::new(move || {
         actix_web::App::new()
             .app_data(state.clone())
+            .app_data(actix_web::web::PayloadConfig::new(max_body))
             .app_data(
                 actix_web::web::PathConfig::default().error_handler(|err, _| {
                     let message = format!("bad path: {err}");

@@ -32,6 +32,15 @@ enum Command {
     Node { certname: String },
     /// Validate the configuration and exit.
     CheckConfig,
+    /// Install or upgrade the bridge's own schema (`pvc`) on the primary.
+    Migrate,
+    /// Why a host gets the decision it gets now, from a running bridge.
+    Explain {
+        certname: String,
+        /// The running bridge (default: http://<listen>).
+        #[arg(long)]
+        url: Option<String>,
+    },
     /// Drive the scheduler in virtual time against modelled puppetservers,
     /// beside Puppet's own strategies; writes CSV, a PNG chart and a summary.
     Simulate(pvc_bridge::simulate::Args),
@@ -74,6 +83,14 @@ fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
         }
         Command::Serve => actix_web::rt::System::new().block_on(serve(config)),
         Command::Simulate(_) => unreachable!("handled before the configuration is read"),
+        Command::Migrate => {
+            let runtime = tokio::runtime::Runtime::new().context("starting tokio")?;
+            runtime.block_on(migrate(config))
+        }
+        Command::Explain { certname, url } => {
+            let runtime = tokio::runtime::Runtime::new().context("starting tokio")?;
+            runtime.block_on(explain(config, certname, url))
+        }
         Command::Node { certname } => {
             let runtime = tokio::runtime::Runtime::new().context("starting tokio")?;
             runtime.block_on(print_node(config, certname))
@@ -84,6 +101,7 @@ fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
 async fn serve(config: Config) -> anyhow::Result<ExitCode> {
     let bridge = Bridge::new(&config)?;
     bridge.check(&config).await?;
+    bridge.runs.start()?;
     let listener =
         TcpListener::bind(config.listen).with_context(|| format!("binding {}", config.listen))?;
     tracing::info!(
@@ -100,6 +118,45 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
         .await
         .context("HTTP server")?;
     tracing::info!("stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn migrate(config: Config) -> anyhow::Result<ExitCode> {
+    let bridge = Bridge::new(&config)?;
+    let client = bridge
+        .db
+        .write()
+        .await
+        .context("connecting to the primary")?;
+    let migrated = pvc_bridge::store::pvc::migrate(&client)
+        .await
+        .context("migrating the pvc schema")?;
+    if migrated.applied.is_empty() {
+        println!("pvc schema is current (version {})", migrated.current);
+    } else {
+        println!(
+            "pvc schema migrated to version {} (applied {:?})",
+            migrated.current, migrated.applied
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn explain(config: Config, name: String, url: Option<String>) -> anyhow::Result<ExitCode> {
+    let certname: pvc_bridge::certname::Certname = name.parse().context("certname")?;
+    let base = url.unwrap_or_else(|| format!("http://{}", config.listen));
+    let url = format!("{}/admin/explain/{certname}", base.trim_end_matches('/'));
+    let response = reqwest::get(&url)
+        .await
+        .with_context(|| format!("asking the bridge at {base}"))?;
+    let status = response.status();
+    let text = response.text().await.context("reading the answer")?;
+    if !status.is_success() {
+        eprintln!("pvc-bridge: {status}: {}", text.trim());
+        return Ok(ExitCode::from(2));
+    }
+    let value: serde_json::Value = serde_json::from_str(&text).context("the answer is not JSON")?;
+    println!("{}", serde_json::to_string_pretty(&value)?);
     Ok(ExitCode::SUCCESS)
 }
 

@@ -3,6 +3,7 @@
 //! (`ApiError`).
 
 mod metrics;
+mod runs;
 
 use std::sync::Arc;
 
@@ -19,6 +20,7 @@ use crate::store::Db;
 pub struct AppState {
     pub enc: Arc<EncService>,
     pub db: Arc<Db>,
+    pub runs: Arc<crate::runs::RunService>,
 }
 
 /// Registers every route on an actix `App`.
@@ -27,7 +29,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/healthz", web::get().to(healthz))
         .route("/readyz", web::get().to(readyz))
         .route("/metrics", web::get().to(metrics::render))
-        .route("/admin/cache/invalidate", web::post().to(invalidate));
+        .route("/admin/cache/invalidate", web::post().to(invalidate))
+        .configure(runs::configure);
 }
 
 /// Errors a request can end in; the only place that picks status codes.
@@ -35,6 +38,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 pub enum ApiError {
     #[error("{0}")]
     BadRequest(String),
+    #[error("{0}")]
+    NotFound(String),
     #[error("{0}")]
     Unavailable(String),
 }
@@ -49,6 +54,7 @@ impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
