@@ -172,6 +172,17 @@ impl RunService {
         })
     }
 
+    /// The pool a host runs in: its own (`pvc_server_pool` or location)
+    /// when a server serves it, else the default pool — a location without
+    /// servers of its own must not leave its hosts without runs.
+    fn pool_of<'a>(&'a self, info: &'a HostInfo) -> &'a str {
+        if self.settings.servers.iter().any(|s| s.pool == *info.pool) {
+            &info.pool
+        } else {
+            &self.settings.default_pool
+        }
+    }
+
     fn scheduler(&self) -> std::sync::MutexGuard<'_, Scheduler> {
         // A panic elsewhere must not take every poll down with it.
         self.scheduler.lock().unwrap_or_else(|e| e.into_inner())
@@ -315,7 +326,7 @@ impl RunService {
         {
             let mut scheduler = self.scheduler();
             for info in directory.iter() {
-                scheduler.upsert_host(info.certname.as_str(), &info.pool);
+                scheduler.upsert_host(info.certname.as_str(), self.pool_of(info));
             }
         }
         tracing::debug!(
@@ -433,7 +444,7 @@ impl RunService {
             .ok_or_else(|| RunError::UnknownHost(certname.to_string()))?;
         let info = Arc::new(info);
         self.scheduler()
-            .upsert_host(info.certname.as_str(), &info.pool);
+            .upsert_host(info.certname.as_str(), self.pool_of(&info));
         self.extra
             .write()
             .unwrap_or_else(|e| e.into_inner())
@@ -461,7 +472,7 @@ impl RunService {
             let mut scheduler = self.scheduler();
             let ix = match scheduler.host_ix(info.certname.as_str()) {
                 Some(ix) => ix,
-                None => scheduler.upsert_host(info.certname.as_str(), &info.pool),
+                None => scheduler.upsert_host(info.certname.as_str(), self.pool_of(&info)),
             };
             (ix, scheduler.poll(now, ix, poll))
         };
@@ -729,6 +740,7 @@ impl RunService {
                 "certname": info.certname.as_str(),
                 "foreman_id": info.id,
                 "pool": &*info.pool,
+                "runs_in_pool": self.pool_of(&info),
                 "flags": info.flags.iter().map(|(k, v)| (k.as_str().to_owned(), v.clone())).collect::<HashMap<_, _>>(),
                 "files_monitored": info.files_monitored,
                 "check_interval": info.check_interval,

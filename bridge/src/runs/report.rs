@@ -135,7 +135,7 @@ fn parse_json(body: &[u8]) -> Result<ReportInput, ReportParseError> {
         trigger: wire.trigger,
         mode: wire.mode,
         exit_code: wire.exit_code,
-        started: started.map(|s| Ts::from_secs_f64(s)),
+        started: started.map(Ts::from_secs_f64),
         duration_secs: duration,
         resources: wire
             .resources

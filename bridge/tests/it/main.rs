@@ -6,5 +6,6 @@ mod enc_golden;
 mod enc_service;
 mod hosts;
 mod leases;
+mod runs;
 mod status_poll;
 mod support;

@@ -1,0 +1,605 @@
+//! Run decisions end to end: `/host`, `/report`, `/ppm` on real bridges
+//! sharing one primary (leases) and reading one replica (hosts).
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use pvc_bridge::config::{self, Config};
+use pvc_testkit::cluster::{self, TestDb};
+
+use crate::support::{foreman_db, golden_hosts, write_and_replicate, TestBridge};
+
+/// A bridge configuration with a `[scheduler]` section (servers are a list
+/// of tables, which only a file can hold).
+fn config_with(db: &TestDb, scheduler_toml: &str, tag: &str) -> Config {
+    let dir = std::env::temp_dir().join(format!("pvc-it-runs-{}-{tag}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let file = dir.join("bridge.toml");
+    std::fs::write(&file, scheduler_toml).expect("config file");
+    let env = vec![
+        ("PVC_LISTEN".to_owned(), "127.0.0.1:0".to_owned()),
+        ("PVC_DATABASE__PRIMARY".to_owned(), db.primary_url.clone()),
+        ("PVC_DATABASE__REPLICAS".to_owned(), db.replica_url.clone()),
+        ("PVC_DATABASE__POOL_SIZE".to_owned(), "4".to_owned()),
+    ];
+    config::load_from(Some(&file), env).expect("test configuration")
+}
+
+async fn migrated_db(hint: &str) -> TestDb {
+    let db = foreman_db(hint).await;
+    let pools = pvc_bridge::store::Db::new(
+        &db.primary_url,
+        &[],
+        &pvc_bridge::store::PoolOptions {
+            max_size: 1,
+            connect_timeout: Duration::from_secs(5),
+        },
+    )
+    .expect("pool");
+    let client = pools.write().await.expect("primary");
+    pvc_bridge::store::pvc::migrate(&client)
+        .await
+        .expect("migrate");
+    cluster::shared()
+        .wait_replica_caught_up()
+        .await
+        .expect("replica");
+    db
+}
+
+async fn start(config: Config) -> TestBridge {
+    let bridge = TestBridge::start(config).await;
+    bridge.bridge.runs.start().expect("run service");
+    bridge
+        .bridge
+        .runs
+        .refresh_directory()
+        .await
+        .expect("host directory");
+    bridge
+}
+
+/// `KEY='value'` lines → pairs, by evaluating them in a real `sh`.
+fn eval_in_sh(answer: &str, keys: &[&str]) -> Vec<String> {
+    let mut script = String::from("eval \"$(cat)\"\n");
+    for key in keys {
+        script.push_str(&format!("printf '%s\\0' \"${key}\"\n"));
+    }
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(&script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("sh");
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(answer.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().expect("sh output");
+    assert!(out.status.success());
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .split('\0')
+        .take(keys.len())
+        .map(str::to_owned)
+        .collect()
+}
+
+fn value_of(answer: &str, key: &str) -> String {
+    eval_in_sh(answer, &[key]).remove(0)
+}
+
+const STATIC_SERVER: &str = "
+[scheduler]
+fact_interval_secs = 0
+[[scheduler.servers]]
+name = \"puppet1.example.com\"
+jrubies = 8
+";
+
+#[actix_web::test]
+async fn host_answer_evaluates_to_exactly_foremans_values_in_sh() {
+    let db = migrated_db("runs_shell").await;
+    let host = golden_hosts()[0].clone();
+    let marker = std::env::temp_dir().join(format!("pvc-pwned-{}", std::process::id()));
+    let hostile = format!(
+        "a'b\"c $(touch {m}) `touch {m}`; touch {m}\nline2 \\ %s $HOME",
+        m = marker.display()
+    );
+    write_and_replicate(
+        &db,
+        &format!(
+            "INSERT INTO parameters (type, reference_id, name, key_type, value, created_at, updated_at) VALUES \
+             ('CommonParameter', NULL, 'pvc_facter_motd', 'string', {v}, now(), now()), \
+             ('CommonParameter', NULL, 'pvc_facter_bad name$(x)', 'string', 'x', now(), now()), \
+             ('CommonParameter', NULL, 'update_flag', 'boolean', 'true', now(), now()), \
+             ('CommonParameter', NULL, 'pvc_facter_canary', 'boolean', 'false', now(), now()), \
+             ('CommonParameter', NULL, 'pvc_files_monitored', 'string', '/etc/sudoers /etc/passwd', now(), now());",
+            v = sql_literal(&hostile)
+        ),
+    )
+    .await;
+    let bridge = start(config_with(&db, STATIC_SERVER, "shell")).await;
+    let (status, content_type, body) = bridge.get(&format!("/host/{host}")).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(content_type.starts_with("text/plain"));
+    let values = eval_in_sh(
+        &body,
+        &[
+            "PVC_RETURN",
+            "FACTER_MOTD",
+            "FACTER_UPDATE_FLAG",
+            "FACTER_CANARY",
+            "PVC_FILES_MONITORED",
+        ],
+    );
+    assert_eq!(values[0], "0");
+    assert_eq!(values[1], hostile, "the value arrives byte for byte");
+    assert_eq!(values[2], "true");
+    assert_eq!(values[3], "", "a false flag is omitted, not 'false'");
+    assert!(!body.contains("FACTER_CANARY"));
+    assert_eq!(values[4], "/etc/sudoers /etc/passwd");
+    assert!(
+        !body.contains("BAD"),
+        "an unsafe name is never emitted: {body}"
+    );
+    assert!(!marker.exists(), "evaluating the answer ran a command");
+    // The query form and JSON carry the same keys.
+    let json: serde_json::Value = bridge
+        .http
+        .get(format!("{}/host?fqdn={host}", bridge.base))
+        .header("Accept", "application/json")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(json["FACTER_MOTD"], hostile.as_str());
+    assert_eq!(json["PVC_RETURN"], "0");
+    bridge.stop().await;
+}
+
+fn sql_literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+#[actix_web::test]
+async fn unknown_and_malformed_hosts_get_no_run_and_a_reason() {
+    let db = migrated_db("runs_unknown").await;
+    let bridge = start(config_with(&db, STATIC_SERVER, "unknown")).await;
+    let (status, _, body) = bridge.get("/host/nosuch.example.com").await;
+    assert_eq!(status, 404);
+    assert_eq!(value_of(&body, "PVC_RETURN"), "1");
+    assert_eq!(value_of(&body, "PVC_RUN"), "0");
+    assert!(value_of(&body, "PVC_ERROR").contains("unknown host"));
+    for path in ["/host?fqdn=bad..name", "/host", "/host/x?trigger=now"] {
+        let (status, _, body) = bridge.get(path).await;
+        assert_eq!(status, 400, "{path}");
+        assert_ne!(value_of(&body, "PVC_RETURN"), "0", "{path}");
+        assert_eq!(value_of(&body, "PVC_RUN"), "0", "{path}");
+    }
+    bridge.stop().await;
+}
+
+async fn poll(bridge: &TestBridge, host: &str, forced: bool) -> String {
+    let trigger = if forced { "&trigger=file_change" } else { "" };
+    let (status, _, body) = bridge.get(&format!("/host?fqdn={host}{trigger}")).await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+async fn report(
+    bridge: &TestBridge,
+    host: &str,
+    body: serde_json::Value,
+) -> (u16, serde_json::Value) {
+    let response = bridge
+        .http
+        .post(format!("{}/report/{host}", bridge.base))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
+    )
+}
+
+#[actix_web::test]
+async fn a_report_releases_the_lease_and_an_unreported_lease_expires() {
+    let db = migrated_db("runs_lease").await;
+    let toml = format!("{STATIC_SERVER}\n").replace(
+        "fact_interval_secs = 0",
+        "fact_interval_secs = 0\nlease_secs = 2",
+    );
+    let bridge = start(config_with(&db, &toml, "lease")).await;
+    let host = golden_hosts()[1].clone();
+    let first = poll(&bridge, &host, true).await;
+    assert_eq!(value_of(&first, "PVC_RUN"), "1", "{first}");
+    assert_eq!(value_of(&first, "PVC_RUN_MODE"), "full");
+    assert_eq!(value_of(&first, "PVC_PUPPET_MASTER"), "puppet1.example.com");
+    let run_id = value_of(&first, "PVC_RUN_ID");
+    assert_eq!(run_id.len(), 36, "a UUID: {run_id}");
+    // While it runs, no second run.
+    let again = poll(&bridge, &host, true).await;
+    assert_eq!(value_of(&again, "PVC_RUN"), "0");
+    assert_eq!(value_of(&again, "PVC_REASON"), "run_in_progress");
+    let (status, answer) = report(
+        &bridge,
+        &host,
+        serde_json::json!({"run_id": run_id, "trigger": "file_change", "mode": "full", "exit_code": 2,
+                           "duration_secs": 3.1, "changed_files": ["/etc/sudoers"]}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(answer["lease"], "released");
+    let (_, answer) = report(
+        &bridge,
+        &host,
+        serde_json::json!({"run_id": run_id, "exit_code": 0}),
+    )
+    .await;
+    assert_eq!(
+        answer["lease"], "already_ended",
+        "a second report of one run"
+    );
+    let (_, answer) = report(
+        &bridge,
+        &host,
+        serde_json::json!({"run_id": "00000000-0000-4000-8000-000000000000", "exit_code": 0}),
+    )
+    .await;
+    assert_eq!(answer["lease"], "unknown");
+    // Released: the host may run again; this lease is never reported.
+    let second = poll(&bridge, &host, true).await;
+    assert_eq!(value_of(&second, "PVC_RUN"), "1", "{second}");
+    let stale = value_of(&second, "PVC_RUN_ID");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let third = poll(&bridge, &host, true).await;
+    assert_eq!(
+        value_of(&third, "PVC_RUN"),
+        "1",
+        "the expired lease no longer blocks: {third}"
+    );
+    let (_, answer) = report(
+        &bridge,
+        &host,
+        serde_json::json!({"run_id": stale, "exit_code": 0}),
+    )
+    .await;
+    assert_eq!(answer["lease"], "expired");
+    // Every report was stored, stale or not.
+    let primary = cluster::connect(&db.primary_url).await.unwrap();
+    let n: i64 = primary
+        .query_one(
+            "SELECT count(*) FROM pvc.reports WHERE certname = $1",
+            &[&host],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 4);
+    bridge.stop().await;
+}
+
+#[actix_web::test]
+async fn bad_reports_get_a_reason_and_change_nothing() {
+    let db = migrated_db("runs_badreport").await;
+    let bridge = start(config_with(&db, STATIC_SERVER, "badreport")).await;
+    let host = golden_hosts()[2].clone();
+    let (status, body) = report(&bridge, &host, serde_json::json!({"exit_code": 999})).await;
+    assert_eq!(status, 400);
+    assert!(body.to_string().contains("exit_code"), "{body}");
+    let (status, _) = report(
+        &bridge,
+        "nosuch.example.com",
+        serde_json::json!({"exit_code": 0}),
+    )
+    .await;
+    assert_eq!(status, 404);
+    let big = "x".repeat(2 * 1024 * 1024);
+    let response = bridge
+        .http
+        .post(format!("{}/report/{host}", bridge.base))
+        .body(big)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 413);
+    // The original agent's body: base64 of `puppet agent -t` output.
+    let response = bridge
+        .http
+        .post(format!("{}/report/{host}", bridge.base))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body("Tm90aWNlOiBBcHBsaWVkIGNhdGFsb2cgaW4gMC4wMiBzZWNvbmRz")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let primary = cluster::connect(&db.primary_url).await.unwrap();
+    let log: String = primary
+        .query_one(
+            "SELECT log_tail FROM pvc.reports WHERE certname = $1",
+            &[&host],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(log, "Notice: Applied catalog in 0.02 seconds");
+    bridge.stop().await;
+}
+
+#[actix_web::test]
+async fn forced_run_budget_holds() {
+    let db = migrated_db("runs_budget").await;
+    let toml = STATIC_SERVER.replace(
+        "fact_interval_secs = 0",
+        "fact_interval_secs = 0\nforced_runs_burst = 2\nforced_runs_per_hour = 0.001",
+    );
+    let bridge = start(config_with(&db, &toml, "budget")).await;
+    let host = golden_hosts()[3].clone();
+    for i in 0..2 {
+        let answer = poll(&bridge, &host, true).await;
+        assert_eq!(
+            value_of(&answer, "PVC_RUN"),
+            "1",
+            "forced run {i}: {answer}"
+        );
+        let run_id = value_of(&answer, "PVC_RUN_ID");
+        report(
+            &bridge,
+            &host,
+            serde_json::json!({"run_id": run_id, "exit_code": 0}),
+        )
+        .await;
+    }
+    let answer = poll(&bridge, &host, true).await;
+    assert_eq!(
+        value_of(&answer, "PVC_RUN"),
+        "0",
+        "over budget: queued like any poll"
+    );
+    assert_eq!(
+        bridge
+            .bridge
+            .runs
+            .stats
+            .forced_over_budget
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+    bridge.stop().await;
+}
+
+/// Two capacity-pushed servers; when one stops pushing it gets no runs.
+#[actix_web::test]
+async fn a_server_that_goes_silent_gets_no_new_runs() {
+    let db = migrated_db("runs_capacity").await;
+    let toml = "
+[scheduler]
+fact_interval_secs = 0
+forced_runs_burst = 1000
+server_down_after_secs = 1
+[[scheduler.servers]]
+name = \"puppet1.example.com\"
+jrubies = 24
+pushed = true
+[[scheduler.servers]]
+name = \"puppet2.example.com\"
+jrubies = 24
+pushed = true
+";
+    let bridge = start(config_with(&db, toml, "capacity")).await;
+    let push = |server: &'static str| {
+        let http = bridge.http.clone();
+        let url = format!("{}/ppm", bridge.base);
+        async move {
+            let body = serde_json::json!({
+                "fqdn": server, "global_process_count": 24, "global_get_wait_list_size": 0,
+                "application_active_processes": 2, "application_enabled_process_count": 24,
+                "application_get_wait_list_size": 0, "application_processed": 100,
+                "application_real_memory": 1000, "application_vmsize": 2000,
+                "system_load": 0.5, "cpus": 8
+            });
+            let status = http.post(url).json(&body).send().await.unwrap().status();
+            assert!(status.is_success(), "{status}");
+        }
+    };
+    let hosts = golden_hosts();
+    let mut servers = std::collections::HashMap::<String, u32>::new();
+    // Both alive: runs go to both.
+    for round in 0..3 {
+        push("puppet1.example.com").await;
+        push("puppet2.example.com").await;
+        for host in hosts.iter().skip(round * 10).take(10) {
+            let answer = poll(&bridge, host, true).await;
+            if value_of(&answer, "PVC_RUN") == "1" {
+                if value_of(&answer, "PVC_RUN_MODE") == "full" {
+                    *servers
+                        .entry(value_of(&answer, "PVC_PUPPET_MASTER"))
+                        .or_default() += 1;
+                }
+                let run_id = value_of(&answer, "PVC_RUN_ID");
+                report(
+                    &bridge,
+                    host,
+                    serde_json::json!({"run_id": run_id, "exit_code": 0}),
+                )
+                .await;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(servers.len() == 2, "both servers used: {servers:?}");
+    // puppet2 goes silent; after server_down_after no run goes to it.
+    servers.clear();
+    push("puppet1.example.com").await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for round in 0..3 {
+        push("puppet1.example.com").await;
+        for host in hosts.iter().skip(round * 10).take(10) {
+            let answer = poll(&bridge, host, true).await;
+            assert_eq!(value_of(&answer, "PVC_RUN"), "1", "{answer}");
+            *servers
+                .entry(value_of(&answer, "PVC_PUPPET_MASTER"))
+                .or_default() += 1;
+            let run_id = value_of(&answer, "PVC_RUN_ID");
+            report(
+                &bridge,
+                host,
+                serde_json::json!({"run_id": run_id, "exit_code": 0}),
+            )
+            .await;
+        }
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+    assert_eq!(servers.get("puppet2.example.com"), None, "{servers:?}");
+    assert!(servers.get("puppet1.example.com").copied().unwrap_or(0) > 0);
+    // A push for a server that is not configured is refused.
+    let status = bridge
+        .http
+        .post(format!("{}/ppm", bridge.base))
+        .json(&serde_json::json!({"fqdn": "rogue.example.com", "application_enabled_process_count": 4}))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status.as_u16(), 400);
+    bridge.stop().await;
+}
+
+/// Two bridge processes on one database, every host polling both as fast
+/// as it can: together they never lease more full runs than the server's
+/// budget (its burst plus its rate over the time).
+#[actix_web::test]
+async fn two_bridges_never_over_admit() {
+    let db = migrated_db("runs_two").await;
+    // 1 JRuby at 50%, 1 JRuby-second per run: 0.5 runs/s, a burst of 1;
+    // cycles as short as allowed so every host is due all the time.
+    let toml = "
+[scheduler]
+fact_interval_secs = 0
+target_period_secs = 1
+min_interval_secs = 1
+max_interval_secs = 2
+target_utilization = 0.5
+run_cost_secs = 1
+burst_secs = 2
+[[scheduler.servers]]
+name = \"puppet1.example.com\"
+jrubies = 1
+";
+    let a = start(config_with(&db, toml, "two-a")).await;
+    let b = start(config_with(&db, toml, "two-b")).await;
+    let hosts = golden_hosts();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(8);
+    let mut tasks = Vec::new();
+    for (i, host) in hosts.iter().enumerate() {
+        let bridge_base = if i % 2 == 0 {
+            a.base.clone()
+        } else {
+            b.base.clone()
+        };
+        let other_base = if i % 2 == 0 {
+            b.base.clone()
+        } else {
+            a.base.clone()
+        };
+        let host = host.clone();
+        let http = a.http.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut granted = 0u32;
+            let mut turn = 0u32;
+            while tokio::time::Instant::now() < deadline {
+                let base = if turn % 2 == 0 {
+                    &bridge_base
+                } else {
+                    &other_base
+                };
+                turn += 1;
+                let body = http
+                    .get(format!("{base}/host?fqdn={host}"))
+                    .send()
+                    .await
+                    .unwrap()
+                    .text()
+                    .await
+                    .unwrap();
+                if body.contains("PVC_RUN='1'") {
+                    granted += 1;
+                    let run_id = body
+                        .lines()
+                        .find_map(|l| l.strip_prefix("PVC_RUN_ID='"))
+                        .map(|v| v.trim_end_matches('\'').to_owned())
+                        .unwrap();
+                    http.post(format!("{base}/report/{host}"))
+                        .json(&serde_json::json!({"run_id": run_id, "exit_code": 0}))
+                        .send()
+                        .await
+                        .unwrap();
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            granted
+        }));
+    }
+    let mut answered = 0;
+    for task in tasks {
+        answered += task.await.unwrap();
+    }
+    let primary = cluster::connect(&db.primary_url).await.unwrap();
+    let row = primary
+        .query_one(
+            "SELECT count(*), extract(epoch FROM max(granted) - min(granted))::float8 \
+             FROM pvc.leases WHERE mode = 'full'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let (leases, span): (i64, Option<f64>) = (row.get(0), row.get(1));
+    let span = span.unwrap_or(0.0);
+    assert_eq!(leases, i64::from(answered), "every PVC_RUN=1 is a lease");
+    assert!(leases >= 2, "the test exercised grants: {leases}");
+    let budget = 1.0 + 0.5 * span;
+    assert!(
+        leases as f64 <= budget + 1e-9,
+        "{leases} leases in {span:.1} s exceed the budget {budget:.1}"
+    );
+    // Both processes granted (each alone would admit as much).
+    let per_process = a
+        .bridge
+        .runs
+        .stats
+        .granted_schedule
+        .load(std::sync::atomic::Ordering::Relaxed)
+        + b.bridge
+            .runs
+            .stats
+            .granted_schedule
+            .load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(per_process, leases as u64);
+    assert!(
+        a.bridge
+            .runs
+            .stats
+            .refused_no_budget
+            .load(std::sync::atomic::Ordering::Relaxed)
+            + b.bridge
+                .runs
+                .stats
+                .refused_no_budget
+                .load(std::sync::atomic::Ordering::Relaxed)
+            > 0,
+        "the shared budget refused some grants"
+    );
+    a.stop().await;
+    b.stop().await;
+}
