@@ -87,7 +87,201 @@ pub async fn render(state: web::Data<AppState>) -> HttpResponse {
          # HELP pvc_bridge_enc_cache_bytes Weight of cached ENC documents.\n\
          # TYPE pvc_bridge_enc_cache_bytes gauge\npvc_bridge_enc_cache_bytes {bytes}"
     );
+    render_runs(&state, &mut out);
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(out)
+}
+
+/// The run-decision service: counters, then the scheduler's view of each
+/// server and pool (label values are configured names: a bounded set).
+fn render_runs(state: &AppState, out: &mut String) {
+    let runs = &state.runs.stats;
+    let relaxed = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed);
+    let labelled: [(&str, &str, &str, Vec<(&str, u64)>); 4] = [
+        (
+            "pvc_bridge_polls_total",
+            "Agent polls of /host, by trigger.",
+            "trigger",
+            vec![
+                (
+                    "poll",
+                    relaxed(&runs.polls) - relaxed(&runs.polls_file_change),
+                ),
+                ("file_change", relaxed(&runs.polls_file_change)),
+            ],
+        ),
+        (
+            "pvc_bridge_runs_granted_total",
+            "Runs granted (leases), by trigger.",
+            "trigger",
+            vec![
+                ("schedule", relaxed(&runs.granted_schedule)),
+                ("file_change", relaxed(&runs.granted_file_change)),
+                ("converge", relaxed(&runs.granted_converge)),
+            ],
+        ),
+        (
+            "pvc_bridge_grants_refused_total",
+            "Grants the shared budget in the database refused, by reason.",
+            "reason",
+            vec![
+                ("no_budget", relaxed(&runs.refused_no_budget)),
+                ("in_progress", relaxed(&runs.refused_in_progress)),
+                ("too_soon", relaxed(&runs.refused_too_soon)),
+                ("database_error", relaxed(&runs.grant_errors)),
+            ],
+        ),
+        (
+            "pvc_bridge_reports_total",
+            "Reports stored, by what became of their lease.",
+            "lease",
+            vec![
+                (
+                    "released",
+                    relaxed(&runs.reports) - relaxed(&runs.reports_stale),
+                ),
+                ("stale", relaxed(&runs.reports_stale)),
+            ],
+        ),
+    ];
+    for (name, help, label, values) in labelled {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+        for (value, n) in values {
+            let _ = writeln!(out, "{name}{{{label}=\"{value}\"}} {n}");
+        }
+    }
+    let counters = [
+        (
+            "pvc_bridge_runs_cached_catalog_total",
+            "Granted runs told to use the cached catalog (no server had room).",
+            relaxed(&runs.granted_cached_catalog),
+        ),
+        (
+            "pvc_bridge_unknown_host_polls_total",
+            "Polls from certnames Foreman does not know.",
+            relaxed(&runs.unknown_hosts),
+        ),
+        (
+            "pvc_bridge_forced_over_budget_total",
+            "File-change polls beyond the host's forced-run budget.",
+            relaxed(&runs.forced_over_budget),
+        ),
+        (
+            "pvc_bridge_status_failures_total",
+            "Failed reads of a puppetserver's status API.",
+            relaxed(&runs.status_failures),
+        ),
+        (
+            "pvc_bridge_ppm_pushes_total",
+            "Capacity pushes received on /ppm.",
+            relaxed(&runs.ppm_pushes),
+        ),
+    ];
+    for (name, help, value) in counters {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP pvc_bridge_hosts Hosts in the directory.\n# TYPE pvc_bridge_hosts gauge\npvc_bridge_hosts {}",
+        state.runs.host_count()
+    );
+    let stats = state.runs.scheduler_stats();
+    type ServerGauge = (
+        &'static str,
+        &'static str,
+        fn(&crate::schedule::ServerStats) -> f64,
+    );
+    let server_gauges: [ServerGauge; 5] = [
+        (
+            "pvc_bridge_server_up",
+            "1 when the server takes runs (live source answering, or static).",
+            |s| f64::from(u8::from(s.up && !s.pool_locked)),
+        ),
+        (
+            "pvc_bridge_server_run_rate",
+            "Admissible new runs per second.",
+            |s| s.rate,
+        ),
+        (
+            "pvc_bridge_server_jruby_utilization",
+            "Smoothed measured JRuby utilisation (0..1).",
+            |s| s.utilization,
+        ),
+        (
+            "pvc_bridge_server_run_cost_seconds",
+            "Estimated JRuby-seconds per run.",
+            |s| s.run_cost,
+        ),
+        ("pvc_bridge_server_jrubies", "JRuby pool size.", |s| {
+            f64::from(s.jrubies)
+        }),
+    ];
+    for (name, help, get) in server_gauges {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for server in &stats.servers {
+            let _ = writeln!(
+                out,
+                "{name}{{server=\"{}\",pool=\"{}\"}} {}",
+                escape_label(&server.name),
+                escape_label(&server.pool),
+                get(server)
+            );
+        }
+    }
+    type PoolGauge = (
+        &'static str,
+        &'static str,
+        fn(&crate::schedule::PoolStats) -> f64,
+    );
+    let pool_gauges: [PoolGauge; 4] = [
+        (
+            "pvc_bridge_pool_hosts",
+            "Hosts scheduled in the pool.",
+            |p| p.hosts as f64,
+        ),
+        (
+            "pvc_bridge_pool_cycle_seconds",
+            "Current time between two scheduled runs of a host.",
+            |p| {
+                if p.cycle_secs.is_finite() {
+                    p.cycle_secs
+                } else {
+                    -1.0
+                }
+            },
+        ),
+        (
+            "pvc_bridge_pool_shortage",
+            "1 when the pool's servers cannot run every host within max_interval.",
+            |p| f64::from(u8::from(p.shortage)),
+        ),
+        (
+            "pvc_bridge_pool_run_rate",
+            "Admissible runs per second over the pool's servers.",
+            |p| p.rate,
+        ),
+    ];
+    for (name, help, get) in pool_gauges {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for pool in &stats.pools {
+            let _ = writeln!(
+                out,
+                "{name}{{pool=\"{}\"}} {}",
+                escape_label(&pool.name),
+                get(pool)
+            );
+        }
+    }
+}
+
+/// Prometheus label value escaping (pool names come from configuration).
+fn escape_label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }

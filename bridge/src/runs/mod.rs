@@ -220,10 +220,25 @@ impl RunService {
         tokio::spawn(async move {
             let mut every = tokio::time::interval(Duration::from_secs(1));
             every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            let mut short: HashSet<String> = HashSet::new();
             loop {
                 every.tick().await;
                 let now = this.now();
-                this.scheduler().tick(now);
+                let pools = {
+                    let mut scheduler = this.scheduler();
+                    scheduler.tick(now);
+                    scheduler.stats().pools
+                };
+                // Say so when the fleet needs more than the servers give
+                // (and when that ends), once per change.
+                for pool in pools {
+                    let name = pool.name.to_string();
+                    if pool.shortage && pool.hosts > 0 && short.insert(name.clone()) {
+                        tracing::warn!(pool = %name, hosts = pool.hosts, cycle_secs = pool.cycle_secs.round(), max_interval_secs = this.settings.config.max_interval, rate = pool.rate, "capacity shortage: every host of the pool runs less often than max_interval");
+                    } else if !pool.shortage && short.remove(&name) {
+                        tracing::info!(pool = %name, cycle_secs = pool.cycle_secs.round(), "capacity shortage over");
+                    }
+                }
             }
         });
         let this = Arc::clone(self);
@@ -327,6 +342,12 @@ impl RunService {
             let mut scheduler = self.scheduler();
             for info in directory.iter() {
                 scheduler.upsert_host(info.certname.as_str(), self.pool_of(info));
+            }
+            let retired = scheduler.retire_hosts_except(|c| directory.get(c).is_some());
+            // Hand speeds follow the new host counts at once.
+            scheduler.tick(self.clock.now());
+            if retired > 0 {
+                tracing::info!(retired, "hosts gone from Foreman no longer scheduled");
             }
         }
         tracing::debug!(

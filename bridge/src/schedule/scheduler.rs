@@ -306,6 +306,8 @@ struct Host {
     forced_at: Ts,
     /// (converge index, position in it)
     converge: Option<(u32, u32)>,
+    /// Gone from Foreman: not counted in its pool.
+    retired: bool,
 }
 
 struct Converge {
@@ -409,7 +411,11 @@ impl Scheduler {
         let pool = self.pool_ix(pool, self.last_tick) as u32;
         if let Some(&ix) = self.host_index.get(certname) {
             let host = &mut self.hosts[ix as usize];
-            if host.pool != pool {
+            if host.retired {
+                host.retired = false;
+                host.pool = pool;
+                self.pools[pool as usize].hosts += 1;
+            } else if host.pool != pool {
                 self.pools[host.pool as usize].hosts -= 1;
                 self.pools[pool as usize].hosts += 1;
                 host.pool = pool;
@@ -436,10 +442,25 @@ impl Scheduler {
             forced_tokens: self.config.forced_burst,
             forced_at: self.last_tick,
             converge: None,
+            retired: false,
         });
         self.pools[pool as usize].hosts += 1;
         self.host_index.insert(certname, ix);
         ix
+    }
+
+    /// Hosts no longer in Foreman stop counting in their pool (their index
+    /// stays; `upsert_host` brings them back).
+    pub fn retire_hosts_except(&mut self, keep: impl Fn(&str) -> bool) -> usize {
+        let mut retired = 0;
+        for host in &mut self.hosts {
+            if !host.retired && !keep(&host.certname) {
+                host.retired = true;
+                self.pools[host.pool as usize].hosts -= 1;
+                retired += 1;
+            }
+        }
+        retired
     }
 
     pub fn host_ix(&self, certname: &str) -> Option<HostIx> {
@@ -519,7 +540,7 @@ impl Scheduler {
     }
 
     fn shortage(&self, pool: usize) -> bool {
-        self.cycle_secs(pool) > self.config.max_interval
+        self.pools[pool].hosts > 0 && self.cycle_secs(pool) > self.config.max_interval
     }
 
     fn fact_cycle_at(&self, now: Ts, fact_phase: f64) -> i64 {
@@ -1080,7 +1101,11 @@ mod tests {
         let cycle = 1000.0 / (0.97 * 0.8);
         gaps.sort_by(f64::total_cmp);
         let at = |q: f64| gaps[((gaps.len() - 1) as f64 * q) as usize];
-        assert!((at(0.5) - cycle).abs() < 0.02 * cycle, "median gap {}", at(0.5));
+        assert!(
+            (at(0.5) - cycle).abs() < 0.02 * cycle,
+            "median gap {}",
+            at(0.5)
+        );
         assert!(at(0.1) > 0.9 * cycle && at(0.9) < 1.1 * cycle);
         assert!(at(1.0) < 1.35 * cycle, "max gap {}", at(1.0));
     }
@@ -1242,6 +1267,22 @@ mod tests {
         assert!(done <= status.deadline, "{status:?}");
         // Spread, not all at once: about 96 s of spreading.
         assert!(done.since(status.created) > 60.0, "{status:?}");
+    }
+
+    #[test]
+    fn retired_hosts_leave_their_pool() {
+        let start = Ts(0);
+        let mut s = Scheduler::new(config(), vec![static_server("p1", 4)], start);
+        for i in 0..10 {
+            s.upsert_host(&format!("h{i}.example.com"), "dc1");
+        }
+        let gone = s.retire_hosts_except(|c| c != "h3.example.com" && c != "h4.example.com");
+        assert_eq!(gone, 2);
+        s.tick(start);
+        assert_eq!(s.stats().pools[0].hosts, 8);
+        s.upsert_host("h3.example.com", "dc1");
+        s.tick(start);
+        assert_eq!(s.stats().pools[0].hosts, 9);
     }
 
     #[test]

@@ -376,6 +376,16 @@ async fn forced_run_budget_holds() {
             .load(std::sync::atomic::Ordering::Relaxed),
         1
     );
+    let (_, _, metrics) = bridge.get("/metrics").await;
+    for line in [
+        "pvc_bridge_forced_over_budget_total 1",
+        "pvc_bridge_runs_granted_total{trigger=\"file_change\"} 2",
+        "pvc_bridge_polls_total{trigger=\"file_change\"} 3",
+        "pvc_bridge_server_up{server=\"puppet1.example.com\",pool=\"default\"} 1",
+        "pvc_bridge_pool_shortage{pool=\"default\"} 0",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} missing from\n{metrics}");
+    }
     bridge.stop().await;
 }
 
