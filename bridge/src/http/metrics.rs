@@ -98,7 +98,14 @@ pub async fn render(state: web::Data<AppState>) -> HttpResponse {
 fn render_runs(state: &AppState, out: &mut String) {
     let runs = &state.runs.stats;
     let relaxed = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed);
-    let labelled: [(&str, &str, &str, Vec<(&str, u64)>); 4] = [
+    // name, help, label, (label value, count)…
+    type Labelled = (
+        &'static str,
+        &'static str,
+        &'static str,
+        Vec<(&'static str, u64)>,
+    );
+    let labelled: [Labelled; 4] = [
         (
             "pvc_bridge_polls_total",
             "Agent polls of /host, by trigger.",
