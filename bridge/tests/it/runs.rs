@@ -384,7 +384,10 @@ async fn forced_run_budget_holds() {
         "pvc_bridge_server_up{server=\"puppet1.example.com\",pool=\"default\"} 1",
         "pvc_bridge_pool_shortage{pool=\"default\"} 0",
     ] {
-        assert!(metrics.lines().any(|l| l == line), "{line} missing from\n{metrics}");
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "{line} missing from\n{metrics}"
+        );
     }
     bridge.stop().await;
 }
@@ -612,4 +615,103 @@ jrubies = 1
     );
     a.stop().await;
     b.stop().await;
+}
+
+/// A converge request: every named host runs within the deadline, paced
+/// (not all at once), and its progress counts the reports.
+#[actix_web::test]
+async fn a_converge_request_runs_every_host_within_its_deadline() {
+    let db = migrated_db("runs_converge").await;
+    let bridge = start(config_with(&db, STATIC_SERVER, "converge")).await;
+    let hosts: Vec<String> = golden_hosts().into_iter().take(12).collect();
+    let response = bridge
+        .http
+        .post(format!("{}/admin/converge", bridge.base))
+        .json(&serde_json::json!({"certnames": hosts.iter().chain(["nosuch.example.com".to_owned()].iter()).collect::<Vec<_>>(), "within_secs": 6}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 201);
+    let created: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(created["hosts"], 12);
+    assert_eq!(created["unknown_hosts"][0], "nosuch.example.com");
+    let id = created["id"].as_i64().unwrap();
+    let started = tokio::time::Instant::now();
+    let mut first_grant = None;
+    let mut last_grant = None;
+    let mut pending: Vec<String> = hosts.clone();
+    while !pending.is_empty() && started.elapsed() < Duration::from_secs(10) {
+        let mut still = Vec::new();
+        for host in pending {
+            let answer = poll(&bridge, &host, false).await;
+            if value_of(&answer, "PVC_RUN") == "1" {
+                assert!(
+                    value_of(&answer, "PVC_REASON").starts_with("converge"),
+                    "{answer}"
+                );
+                first_grant.get_or_insert(started.elapsed());
+                last_grant = Some(started.elapsed());
+                let run_id = value_of(&answer, "PVC_RUN_ID");
+                report(
+                    &bridge,
+                    &host,
+                    serde_json::json!({"run_id": run_id, "exit_code": 0}),
+                )
+                .await;
+            } else {
+                still.push(host);
+            }
+        }
+        pending = still;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        pending.is_empty(),
+        "not run within the deadline: {pending:?}"
+    );
+    let (first, last) = (first_grant.unwrap(), last_grant.unwrap());
+    assert!(
+        last - first > Duration::from_secs(2),
+        "paced over the window: {first:?}..{last:?}"
+    );
+    let progress: serde_json::Value = bridge
+        .http
+        .get(format!("{}/admin/converge/{id}", bridge.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(progress["finished"], 12, "{progress}");
+    assert_eq!(progress["done"], true);
+    let (status, _, _) = bridge.get("/admin/converge/999999").await;
+    assert_eq!(status, 404);
+    let bad = bridge
+        .http
+        .post(format!("{}/admin/converge", bridge.base))
+        .json(&serde_json::json!({"within_secs": 60}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status().as_u16(), 400);
+    bridge.stop().await;
+}
+
+#[actix_web::test]
+async fn explain_tells_why() {
+    let db = migrated_db("runs_explain").await;
+    let bridge = start(config_with(&db, STATIC_SERVER, "explain")).await;
+    let host = golden_hosts()[5].clone();
+    let (status, _, body) = bridge.get(&format!("/admin/explain/{host}")).await;
+    assert_eq!(status, 200, "{body}");
+    let e: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(e["host"]["certname"], host.as_str());
+    assert_eq!(e["host"]["runs_in_pool"], "default");
+    assert_eq!(e["schedule"]["servers"][0]["name"], "puppet1.example.com");
+    assert!(e["schedule"]["next_due_in_secs"].as_f64().unwrap() >= 0.0);
+    assert_eq!(e["schedule"]["decision_now"]["reason"]["kind"], "not_due");
+    let (status, _, _) = bridge.get("/admin/explain/nosuch.example.com").await;
+    assert_eq!(status, 404);
+    bridge.stop().await;
 }
