@@ -6,6 +6,7 @@
 //! (logged and counted). Writes always go to the primary.
 
 pub mod foreman;
+pub mod host_params;
 pub mod pvc;
 
 use std::str::FromStr;

@@ -1,1 +1,287 @@
-//! Per-host scheduling facts from Foreman and the `/host` answer.
+//! The host directory against the real Foreman dump on the replica:
+//! precedence checked against what real Foreman's ENC answered, parameters
+//! written as Foreman writes them (hostile names and values included), the
+//! rendered answer evaluated in real shells.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use pvc_bridge::answer::{Answer, AnswerKey};
+use pvc_bridge::enc::Value;
+use pvc_bridge::hosts::rows::ParamFilter;
+use pvc_bridge::hosts::{self, resolve, FlagConfig, HostInfo};
+use pvc_bridge::store::host_params;
+use pvc_testkit::cluster;
+
+use crate::support;
+
+fn config() -> FlagConfig {
+    FlagConfig {
+        prefix: "pvc_facter_".into(),
+        default_pool: "nowhere".into(),
+    }
+}
+
+/// A SQL string literal (standard_conforming_strings: only `'` is special).
+fn literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+/// An `INSERT` of one parameter as Foreman stores it: the value in Psych's
+/// YAML, `key_type` from the value's type.
+fn insert(kind: &str, owner: Option<i64>, name: &str, value: &Value) -> String {
+    let key_type = match value {
+        Value::Bool(_) => "boolean",
+        Value::Int(_) => "integer",
+        Value::Seq(_) => "array",
+        _ => "string",
+    };
+    format!(
+        "INSERT INTO parameters \
+         (type, reference_id, name, key_type, value, created_at, updated_at) \
+         VALUES ({}, {}, {}, {}, {}, now(), now());\n",
+        literal(kind),
+        owner.map_or("NULL".to_owned(), |id| id.to_string()),
+        literal(name),
+        literal(key_type),
+        literal(&pvc_psych::dump(value)),
+    )
+}
+
+fn flag<'a>(info: &'a HostInfo, key: &str) -> Option<&'a str> {
+    info.flags
+        .iter()
+        .find(|(k, _)| k.as_str() == key)
+        .map(|(_, v)| v.as_str())
+}
+
+/// Every golden host's parameters, resolved by the directory's precedence
+/// from all parameter rows, must be what real Foreman's ENC answered (the
+/// values holding ERB aside: Foreman rendered those).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn precedence_matches_real_foremans_enc_for_every_golden_host() {
+    let db = support::foreman_db("hosts_precedence").await;
+    let replica = cluster::connect(&db.replica_url).await.expect("replica");
+    // An empty prefix matches every name: all parameters are read.
+    let everything = ParamFilter {
+        names: vec![],
+        prefix: String::new(),
+    };
+    let rows = host_params::load_fleet(&replica, &everything)
+        .await
+        .expect("fleet rows");
+    let golden = support::golden_hosts();
+    assert_eq!(rows.hosts.len(), golden.len());
+    let mut compared = 0;
+    for (host_id, winners) in resolve::parameters(&rows) {
+        let host = rows.hosts.iter().find(|h| h.id == host_id).unwrap();
+        let enc = pvc_psych::load(&support::golden_enc(&host.name)).expect("golden YAML");
+        let Value::Map(enc) = enc else {
+            panic!("{}: the ENC is a hash", host.name)
+        };
+        let Some(Value::Map(enc_params)) = enc.get("parameters") else {
+            panic!("{}: no parameters", host.name)
+        };
+        for param in winners {
+            let value = param.value.as_ref().expect("decodable");
+            if pvc_bridge::enc::erb::value_contains_erb(value) {
+                continue;
+            }
+            assert_eq!(
+                enc_params.get(&param.name),
+                Some(value),
+                "{}: parameter {} ({:?})",
+                host.name,
+                param.name,
+                param.level
+            );
+            compared += 1;
+        }
+    }
+    // The fixture has parameters at every level; most hosts get dozens.
+    assert!(compared > 40 * 10, "only {compared} parameters compared");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn directory_from_the_replica_resolves_flags_pools_and_refuses_hostile_names() {
+    let db = support::foreman_db("hosts_directory").await;
+    // kafka90 (id 4) and lb77 (id 27): hostgroup db/postgres/primary (12,
+    // under 9/11), locations North America and Europe/Berlin; db28 (id 1):
+    // no hostgroup, location Europe/Berlin/DC1.
+    let hostile = "it's \"quoted\" $(touch MARKER) `touch MARKER`; touch MARKER\n\
+                   second line \\ back\\slash %s ünï ☃ '\\''";
+    let dir = std::env::temp_dir().join(format!("pvc-hosts-it-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let marker = dir.join("pwned");
+    let hostile = hostile.replace("MARKER", marker.to_str().unwrap());
+    let s = |text: &str| Value::str(text);
+    let global = ("CommonParameter", None);
+    let (root_group, leaf_group) = (("GroupParameter", Some(9)), ("GroupParameter", Some(12)));
+    let kafka_host = ("HostParameter", Some(4));
+    let mut sql = String::new();
+    let mut add = |(kind, owner): (&str, Option<i64>), name: &str, value: Value| {
+        sql.push_str(&insert(kind, owner, name, &value));
+    };
+    add(global, "pvc_facter_level", s("global"));
+    add(global, "pvc_facter_hg", s("global"));
+    add(global, "update_flag", Value::Bool(true));
+    add(global, "update-flag", s("true"));
+    add(global, "pvc_facter_a b", s("x"));
+    add(global, "pvc_facter_$(x)", s("x"));
+    add(global, "pvc_facter_ok", s("plain"));
+    add(global, "pvc_facter_erb", s("global"));
+    add(global, "pvc_facter_off", s("FALSE"));
+    add(global, "pvc_check_interval", Value::Int(120));
+    add(root_group, "pvc_facter_level", s("hostgroup root"));
+    add(root_group, "pvc_facter_hg", s("hostgroup"));
+    add(leaf_group, "pvc_facter_level", s("hostgroup"));
+    add(
+        leaf_group,
+        "pvc_files_monitored",
+        s("/etc/sudoers, /etc/passwd"),
+    );
+    add(kafka_host, "pvc_facter_level", s("host"));
+    add(kafka_host, "update_flag", Value::Bool(false));
+    add(kafka_host, "pvc_facter_ok", s(&hostile));
+    add(kafka_host, "pvc_facter_erb", s("<%= @host.name %>"));
+    add(kafka_host, "pvc_server_pool", s("dc-east"));
+    add(kafka_host, "pvc_check_interval", s("not a number"));
+    let files = vec![s("/etc/shadow"), s("relative/path"), s("/etc/a b")];
+    add(kafka_host, "pvc_files_monitored", Value::Seq(files));
+    support::write_and_replicate(&db, &sql).await;
+
+    let replica = cluster::connect(&db.replica_url).await.expect("replica");
+    let (directory, report) = hosts::load_directory(&replica, &config())
+        .await
+        .expect("directory");
+    assert_eq!(directory.len(), 40);
+    assert_eq!(report.hosts, 40);
+    assert_eq!(report.skipped_hosts, 0);
+    assert_eq!(
+        report.skipped_keys, 2,
+        "`pvc_facter_a b` and `pvc_facter_$(x)`"
+    );
+    assert_eq!(report.erb, 1, "kafka90's own pvc_facter_erb");
+    // kafka90's check interval and one refused monitored file entry set.
+    assert_eq!(report.bad_values, 2);
+    for info in directory.iter() {
+        for (key, _) in &info.flags {
+            let ok = key
+                .as_str()
+                .bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
+            assert!(ok, "{}: key {key}", info.certname);
+        }
+        assert_eq!(flag(info, "FACTER_OFF"), None, "a false string is omitted");
+    }
+
+    let kafka = directory.get("kafka90.example.com").expect("kafka90");
+    assert_eq!(kafka.id, 4);
+    assert_eq!(flag(&kafka, "FACTER_LEVEL"), Some("host"));
+    assert_eq!(flag(&kafka, "FACTER_HG"), Some("hostgroup"));
+    assert_eq!(flag(&kafka, "FACTER_UPDATE_FLAG"), None, "false is omitted");
+    assert_eq!(flag(&kafka, "FACTER_OK"), Some(hostile.as_str()));
+    assert_eq!(flag(&kafka, "FACTER_ERB"), None, "ERB is never guessed");
+    assert_eq!(&*kafka.pool, "dc-east");
+    assert_eq!(kafka.check_interval, None, "its own value is unusable");
+    assert_eq!(kafka.files_monitored, ["/etc/shadow"]);
+
+    let lb = directory.get("lb77.corp.acme.test").expect("lb77");
+    assert_eq!(flag(&lb, "FACTER_LEVEL"), Some("hostgroup"));
+    assert_eq!(flag(&lb, "FACTER_HG"), Some("hostgroup"));
+    assert_eq!(flag(&lb, "FACTER_UPDATE_FLAG"), Some("true"));
+    assert_eq!(flag(&lb, "FACTER_ERB"), Some("global"));
+    assert_eq!(&*lb.pool, "Europe/Berlin", "the location's title");
+    assert_eq!(lb.check_interval, Some(120));
+    assert_eq!(lb.files_monitored, ["/etc/sudoers", "/etc/passwd"]);
+
+    let db28 = directory.get("db28.example.com").expect("db28");
+    assert_eq!(flag(&db28, "FACTER_LEVEL"), Some("global"));
+    assert_eq!(flag(&db28, "FACTER_OK"), Some("plain"));
+    assert_eq!(&*db28.pool, "Europe/Berlin/DC1");
+    assert!(db28.files_monitored.is_empty());
+
+    // One host at a time (a host the directory does not know yet) gives the
+    // same facts as the bulk load, for every host.
+    for info in directory.iter() {
+        let one = hosts::load_host(&replica, &config(), info.certname.as_str())
+            .await
+            .expect("one host")
+            .expect("known host");
+        assert_eq!(one, **info);
+    }
+    assert_eq!(
+        hosts::load_host(&replica, &config(), "nosuchhost.example.com")
+            .await
+            .expect("query"),
+        None
+    );
+
+    // The answer an agent evaluates: every value comes back byte for byte,
+    // nothing in it runs.
+    let mut answer = Answer::new();
+    answer.push("PVC_RETURN".parse().unwrap(), "0");
+    answer.push(
+        "PVC_FILES_MONITORED".parse().unwrap(),
+        kafka.files_monitored.join(" "),
+    );
+    for (key, value) in &kafka.flags {
+        answer.push(key.clone(), value.clone());
+    }
+    let script = answer.to_shell();
+    let keys: Vec<&AnswerKey> = answer.iter().map(|(k, _)| k).collect();
+    for shell in ["sh", "bash"] {
+        let values = eval_in(shell, &script, &keys);
+        let expected: Vec<&str> = answer.iter().map(|(_, v)| v).collect();
+        let got: Vec<String> = values
+            .iter()
+            .map(|v| String::from_utf8(v.clone()).expect("UTF-8"))
+            .collect();
+        assert_eq!(got, expected, "{shell}");
+        assert!(got.contains(&hostile), "{shell}: the hostile value");
+        assert!(!marker.exists(), "{shell} ran a command from a value");
+    }
+    // JSON: the same pairs.
+    let json = answer.to_json();
+    assert_eq!(
+        json["FACTER_OK"],
+        serde_json::Value::String(hostile.clone())
+    );
+    assert_eq!(json.as_object().unwrap().len(), answer.len());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `eval`s `script` in `shell` and prints each key's value NUL-separated.
+fn eval_in(shell: &str, script: &str, keys: &[&AnswerKey]) -> Vec<Vec<u8>> {
+    let mut printer = String::from("eval \"$(cat)\" || exit 99; ");
+    for key in keys {
+        printer.push_str(&format!("printf '%s\\000' \"${key}\"; "));
+    }
+    let mut child = Command::new(shell)
+        .arg("-c")
+        .arg(printer)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("shell");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(script.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success() && output.stderr.is_empty(),
+        "{shell}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let mut values: Vec<Vec<u8>> = output
+        .stdout
+        .split(|b| *b == 0)
+        .map(<[u8]>::to_vec)
+        .collect();
+    assert_eq!(values.pop(), Some(Vec::new()));
+    values
+}
