@@ -442,7 +442,8 @@ pub fn load_from(
     }
     let env: HashMap<String, String> = env
         .into_iter()
-        .filter(|(k, _)| k.starts_with("PVC_"))
+        // PVC_CONFIG names the file itself (the CLI reads it), not a key.
+        .filter(|(k, _)| k.starts_with("PVC_") && k != "PVC_CONFIG")
         .collect();
     builder = builder.add_source(
         config::Environment::with_prefix("PVC")
@@ -777,6 +778,18 @@ mod tests {
         let err = load_from(Some(&file), env(&[])).expect_err("unknown key");
         assert!(err.to_string().contains("primray"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn pvc_config_names_the_file_not_a_key() {
+        let config = load_from(
+            None,
+            env(&[
+                ("PVC_CONFIG", "/etc/pvc-bridge/bridge.toml"),
+                ("PVC_DATABASE__PRIMARY", "postgres://pvc@db1/foreman"),
+            ]),
+        );
+        assert!(config.is_ok(), "{:?}", config.err());
     }
 
     #[test]
