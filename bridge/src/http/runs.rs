@@ -114,8 +114,24 @@ async fn host(
     }
     match state.runs.poll(&certname, poll).await {
         Ok(answer) => {
-            if let Some(grant) = &answer.decision.run {
+            // Forced runs are rare and worth a line; scheduled ones come at
+            // the fleet's run rate (debug).
+            let forced = answer
+                .decision
+                .run
+                .as_ref()
+                .filter(|g| g.trigger == crate::schedule::Trigger::FileChange);
+            if let Some(grant) = forced {
                 tracing::info!(
+                    host.certname = %certname,
+                    server = %grant.server,
+                    mode = grant.mode.as_str(),
+                    run_id = answer.run_id.as_deref().unwrap_or(""),
+                    "forced run granted"
+                );
+            }
+            if let Some(grant) = &answer.decision.run {
+                tracing::debug!(
                     host.certname = %certname,
                     server = %grant.server,
                     trigger = grant.trigger.as_str(),
@@ -200,7 +216,7 @@ async fn report(
         .report(&certname, &input)
         .await
         .map_err(run_error)?;
-    tracing::info!(
+    tracing::debug!(
         host.certname = %certname,
         run_id = input.run_id.as_deref().unwrap_or(""),
         exit_code = input.exit_code,

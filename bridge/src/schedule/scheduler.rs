@@ -943,8 +943,8 @@ impl Scheduler {
             created: c.created,
             deadline: c.deadline,
             done_at: c.done_at,
-            // Spread, plus a poll and a typical run to finish the last ones.
-            estimated_finish: c.created.plus(longest + 2.0 * self.config.check_interval),
+            // The spread, plus one poll interval for the last hosts to ask.
+            estimated_finish: c.created.plus(longest + self.config.check_interval),
         })
     }
 
