@@ -8,6 +8,7 @@
 pub mod foreman;
 pub mod host_params;
 pub mod pvc;
+pub mod runs;
 
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
