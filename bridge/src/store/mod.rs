@@ -1,5 +1,6 @@
 //! The only module with SQL: connection pools for the primary and the read
-//! replicas, and Foreman's schema (`foreman`).
+//! replicas; Foreman's schema for the ENC (`foreman`) and for scheduling
+//! (`host_params`, `runs`); the bridge's own schema (`pvc`).
 //!
 //! Reads go to a replica, round robin; a replica that cannot hand out a
 //! connection is skipped and, with none left, reads fall back to the primary
