@@ -629,7 +629,13 @@ impl RunService {
         let now = self.now();
         let mut scheduler = self.scheduler();
         if let Some(ix) = scheduler.host_ix(info.certname.as_str()) {
-            scheduler.finished(now, ix);
+            // Exit code 1: the run could not happen (agent disabled, lock
+            // held, catalog failed): the host is due again, once.
+            if input.exit_code == Some(1) {
+                scheduler.failed(now, ix);
+            } else {
+                scheduler.finished(now, ix);
+            }
         }
         Ok(stored)
     }

@@ -38,6 +38,8 @@ pub struct Capacity {
     utilization: f64,
     correction: f64,
     brake: f64,
+    /// The last reading showed a queue.
+    queueing: bool,
     pool_locked: bool,
 }
 
@@ -63,6 +65,7 @@ impl Capacity {
             utilization: 0.0,
             correction: 1.0,
             brake: 1.0,
+            queueing: false,
             pool_locked: false,
         }
     }
@@ -109,14 +112,18 @@ impl Capacity {
                     (self.correction * (CORRECTION_GAIN * error * dt).exp()).clamp(0.5, 1.5);
             }
         }
-        // Queueing for a JRuby means the rate is too high now, whatever the
-        // averages say; the brake releases slowly once the queue is gone.
-        let queue_limit = (f64::from(self.jrubies) * 0.1).max(1.0);
-        if f64::from(sample.queued) > queue_limit {
-            self.brake = (self.brake * 0.8).max(0.2);
-        } else {
-            self.brake = (self.brake * 1.05).min(1.0);
+        // A queue for JRubies that persists means the rate is too high now,
+        // whatever the averages say. At 80% of 24 JRubies a short queue comes
+        // and goes by chance, so only a queue seen in two readings in a row
+        // brakes, gently; the brake releases over about a minute.
+        let queue_limit = (f64::from(self.jrubies) * 0.25).max(2.0);
+        let queueing = f64::from(sample.queued) >= queue_limit;
+        if queueing && self.queueing {
+            self.brake = (self.brake * 0.9).max(0.2);
+        } else if !queueing {
+            self.brake = (self.brake * 1.02).min(1.0);
         }
+        self.queueing = queueing;
         self.pool_locked = sample.pool_locked;
         self.last_sample = Some((now, busy));
         self.last_ok = Some(now);
@@ -221,10 +228,14 @@ mod tests {
         let mut c = Capacity::new(10, true, 0.8, 1.0, 10.0);
         c.observe(&sample(10, 10, 0), Ts(0));
         let before = c.rate(Ts(0));
+        // One reading with a queue is chance; a queue that stays brakes.
         c.observe(&sample(10, 0, 5), Ts(1000));
-        c.observe(&sample(10, 0, 5), Ts(2000));
-        assert!(c.rate(Ts(2000)) < before * 0.7);
-        for i in 3..100 {
+        assert_eq!(c.brake, 1.0);
+        for i in 2..6 {
+            c.observe(&sample(10, 0, 5), Ts(i * 1000));
+        }
+        assert!(c.rate(Ts(5000)) < before * 0.7);
+        for i in 6..200 {
             c.observe(&sample(10, 2, 0), Ts(i * 1000));
         }
         assert!(c.brake > 0.99);

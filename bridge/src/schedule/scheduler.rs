@@ -297,8 +297,11 @@ struct Host {
     fact_phase: f64,
     /// Cycle index of the last scheduled run.
     cycle: i64,
-    /// Before the tentative grant, to undo a refusal.
+    /// Before the tentative grant, to undo a refusal or a failed run.
     prev_cycle: i64,
+    prev_last_run: Option<Ts>,
+    /// A failed run was already retried in this cycle.
+    retried_cycle: i64,
     fact_cycle: i64,
     last_run: Option<Ts>,
     running_until: Option<Ts>,
@@ -436,6 +439,8 @@ impl Scheduler {
             fact_phase: phase_salted(&certname, 1),
             cycle,
             prev_cycle: cycle,
+            prev_last_run: None,
+            retried_cycle: i64::MIN,
             fact_cycle: self.fact_cycle_at(self.last_tick, phase_salted(&certname, 1)),
             last_run: None,
             running_until: None,
@@ -485,7 +490,13 @@ impl Scheduler {
     /// A failed attempt to read a server's status.
     pub fn observe_failure(&mut self, server: &str, now: Ts) {
         if let Some(&ix) = self.server_index.get(server) {
-            self.servers[ix].capacity.observe_failure(now);
+            let server = &mut self.servers[ix];
+            server.capacity.observe_failure(now);
+            // Out at once, not at the next tick.
+            server.rate = server.capacity.rate(now);
+            if server.rate == 0.0 {
+                server.tokens = server.tokens.min(0.0);
+            }
         }
     }
 
@@ -763,6 +774,7 @@ impl Scheduler {
         let lease = self.config.lease_secs;
         let host = &mut self.hosts[ix as usize];
         host.prev_cycle = host.cycle;
+        host.prev_last_run = host.last_run;
         if grant.trigger == Trigger::Schedule {
             host.cycle = (hand - host.phase).floor() as i64;
         }
@@ -864,6 +876,20 @@ impl Scheduler {
                 }
             }
         }
+    }
+
+    /// The host's run could not happen (its server failed it, the agent
+    /// reported exit code 1): a scheduled run is due again at once, once per
+    /// cycle, so a broken run does not cost the host a whole cycle.
+    pub fn failed(&mut self, now: Ts, ix: HostIx) {
+        let host = &mut self.hosts[ix as usize];
+        host.running_until = None;
+        if host.retried_cycle != host.cycle && host.cycle != host.prev_cycle {
+            host.retried_cycle = host.cycle;
+            host.cycle = host.prev_cycle;
+            host.last_run = host.prev_last_run;
+        }
+        let _ = now;
     }
 
     /// "These hosts must all run within `within_secs`": spread over
@@ -1267,6 +1293,48 @@ mod tests {
         assert!(done <= status.deadline, "{status:?}");
         // Spread, not all at once: about 96 s of spreading.
         assert!(done.since(status.created) > 60.0, "{status:?}");
+    }
+
+    #[test]
+    fn a_failed_scheduled_run_is_due_again_once() {
+        let start = Ts(5_000_000_000);
+        let mut s = Scheduler::new(config(), vec![static_server("p1", 10)], start);
+        let h = s.upsert_host("a.example.com", "dc1");
+        s.tick(start);
+        let due_at = start.plus(s.explain(start, h).next_due_in_secs + 1.0);
+        s.tick(due_at);
+        assert!(s.poll(due_at, h, Poll::Regular).run.is_some());
+        s.failed(due_at.plus(2.0), h);
+        let retry = due_at.plus(3.0);
+        s.tick(retry);
+        assert!(s.poll(retry, h, Poll::Regular).run.is_some(), "due again");
+        s.failed(retry.plus(2.0), h);
+        let later = retry.plus(5.0);
+        s.tick(later);
+        let d = s.poll(later, h, Poll::Regular);
+        assert!(d.run.is_none(), "only one retry per cycle: {d:?}");
+    }
+
+    #[test]
+    fn a_failed_status_read_takes_the_server_out_at_once() {
+        let start = Ts(0);
+        let spec = ServerSpec {
+            monitored: true,
+            ..static_server("p1", 4)
+        };
+        let mut s = Scheduler::new(config(), vec![spec], start);
+        let h = s.upsert_host("a.example.com", "dc1");
+        let idle = ServerSample {
+            jrubies: 4,
+            free: 4,
+            ..ServerSample::default()
+        };
+        s.observe("p1", &idle, start);
+        s.tick(start.plus(1.0));
+        s.observe_failure("p1", start.plus(1.5));
+        // No tick in between.
+        let d = s.poll(start.plus(1.6), h, Poll::FileChange);
+        assert_eq!(d.run.map(|g| g.mode), Some(RunMode::CachedCatalog));
     }
 
     #[test]
