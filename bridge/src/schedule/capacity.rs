@@ -21,6 +21,15 @@ const PRIOR_RUNS: f64 = 20.0;
 const UTIL_WINDOW: f64 = 30.0;
 /// Gain of the utilisation correction, per second per unit of error.
 const CORRECTION_GAIN: f64 = 0.01;
+/// Smoothing of the busy share that the proportional term follows (s).
+const FAST_WINDOW: f64 = 6.0;
+/// Proportional term: admit less while the server is busier than the
+/// target right now (a run of long compiles), more while it is idler.
+const PROPORTIONAL_GAIN: f64 = 3.0;
+/// The integral aims this share of the target: compile times alone make a
+/// server's per-minute utilisation vary by about 1.2 points around its
+/// mean, and the target is a ceiling operators set, not a floor.
+const SETPOINT: f64 = 0.99;
 
 #[derive(Debug, Clone)]
 pub struct Capacity {
@@ -36,6 +45,8 @@ pub struct Capacity {
     runs_acc: f64,
     acc_at: Option<Ts>,
     utilization: f64,
+    /// Busy share now, smoothed over seconds.
+    fast: f64,
     correction: f64,
     brake: f64,
     /// The last reading showed a queue.
@@ -63,6 +74,7 @@ impl Capacity {
             runs_acc: 0.0,
             acc_at: None,
             utilization: 0.0,
+            fast: 0.0,
             correction: 1.0,
             brake: 1.0,
             queueing: false,
@@ -106,8 +118,11 @@ impl Capacity {
                 let mean_util = busy_secs / (dt * f64::from(self.jrubies.max(1)));
                 let alpha = 1.0 - (-dt / UTIL_WINDOW).exp();
                 self.utilization += alpha * (mean_util - self.utilization);
+                let alpha = 1.0 - (-dt / FAST_WINDOW).exp();
+                let now_util = f64::from(busy) / f64::from(self.jrubies.max(1));
+                self.fast += alpha * (now_util - self.fast);
                 // Integral correction, bounded so a wrong guess cannot run away.
-                let error = self.target - self.utilization;
+                let error = SETPOINT * self.target - self.utilization;
                 self.correction =
                     (self.correction * (CORRECTION_GAIN * error * dt).exp()).clamp(0.5, 1.5);
             }
@@ -168,7 +183,12 @@ impl Capacity {
             return 0.0;
         }
         let base = self.target * f64::from(self.jrubies) / self.cost();
-        base * self.correction * self.brake
+        let proportional = if self.last_sample.is_some() {
+            (1.0 + PROPORTIONAL_GAIN * (self.target - self.fast) / self.target).clamp(0.5, 1.5)
+        } else {
+            1.0
+        };
+        base * self.correction * self.brake * proportional
     }
 }
 

@@ -96,7 +96,7 @@ pub struct Host {
     pub trigger: Trigger,
     pub run_start: i64,
     hold_ms: i64,
-    compile_ok: bool,
+    pub compile_ok: bool,
     /// Start of the last full run whose compile succeeded (the simulation's
     /// start until then).
     last_full: i64,

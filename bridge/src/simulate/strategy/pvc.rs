@@ -165,8 +165,15 @@ impl Strategy for Pvc {
     }
 
     fn run_ended(&mut self, world: &mut World, host: u32) {
-        self.scheduler
-            .finished(Ts(world.now), self.ix[host as usize]);
+        let h = &world.hosts[host as usize];
+        // A full run whose compile never happened (its server went down)
+        // reports as an agent does: exit code 1, due again.
+        if h.mode == crate::schedule::RunMode::Full && !h.compile_ok {
+            self.scheduler.failed(Ts(world.now), self.ix[host as usize]);
+        } else {
+            self.scheduler
+                .finished(Ts(world.now), self.ix[host as usize]);
+        }
         let at = world.now + self.after_run_ms[host as usize];
         world.wake_at(host, at);
     }
