@@ -2,11 +2,13 @@
 """CPU seconds (user + system) used so far by the bridge and by a PostgreSQL
 server, so enc.sh can say which of the two a phase kept busy.
 
-  cpu.py BRIDGE_PID POSTMASTER_PID   ->  {"bridge": 12.3, "postgres": 45.6}
+  cpu.py BRIDGE_PID POSTMASTER_PID   ->  {"bridge": 12.3, "postgres": 45.6, "machine": 78.9}
 
 "postgres" is the postmaster plus every process whose parent it is (the
 backends serving the bridge's pool, the startup/walreceiver processes), plus
 the CPU of children that already exited (cutime/cstime of the postmaster).
+"machine" is every core's busy time (not idle, not waiting for I/O), so what
+other processes took meanwhile shows too.
 """
 
 import json
@@ -26,6 +28,13 @@ def stat(pid):
     return ppid, utime + stime, cutime + cstime
 
 
+def machine_busy():
+    with open("/proc/stat") as f:
+        ticks = [int(x) for x in f.readline().split()[1:]]
+    # user nice system idle iowait irq softirq steal ...
+    return sum(ticks[:8]) - ticks[3] - ticks[4]
+
+
 def main():
     bridge, postmaster = int(sys.argv[1]), int(sys.argv[2])
     _, bridge_ticks, _ = stat(bridge)
@@ -40,7 +49,8 @@ def main():
             continue
         if ppid == postmaster:
             pg_ticks += ticks
-    json.dump({"bridge": bridge_ticks / TICK, "postgres": pg_ticks / TICK}, sys.stdout)
+    json.dump({"bridge": bridge_ticks / TICK, "postgres": pg_ticks / TICK,
+               "machine": machine_busy() / TICK}, sys.stdout)
     print()
 
 
