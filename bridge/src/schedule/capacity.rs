@@ -6,9 +6,11 @@
 //! at the configured guess and is then measured: busy JRuby-seconds seen in
 //! the samples divided by the runs started on the server, over a decaying
 //! window (the guess stays in as a prior worth a few runs, so a quiet server
-//! keeps a sane estimate). Two corrections follow what the server says:
-//! a slow integral on the utilisation error removes what the cost misses,
-//! and a brake cuts the rate while requests queue for a JRuby.
+//! keeps a sane estimate). Three corrections follow what the server says:
+//! a slow integral on the utilisation error removes what the cost misses, a
+//! proportional term on the busy share of the last seconds admits fewer runs
+//! while long compiles hold JRubies, and a brake cuts the rate while
+//! requests keep queueing for a JRuby.
 
 use super::{ServerSample, Ts};
 
