@@ -1,6 +1,7 @@
 //! Run decisions end to end: `/host`, `/report`, `/ppm` on real bridges
 //! sharing one primary (leases) and reading one replica (hosts).
 
+use std::collections::HashMap;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -392,6 +393,25 @@ async fn forced_run_budget_holds() {
     bridge.stop().await;
 }
 
+/// A forced run for each host (always granted), reported at once; counts
+/// the runs per server.
+async fn forced_round(bridge: &TestBridge, hosts: &[String], servers: &mut HashMap<String, u32>) {
+    for host in hosts {
+        let answer = poll(bridge, host, true).await;
+        assert_eq!(value_of(&answer, "PVC_RUN"), "1", "{answer}");
+        *servers
+            .entry(value_of(&answer, "PVC_PUPPET_MASTER"))
+            .or_default() += 1;
+        let run_id = value_of(&answer, "PVC_RUN_ID");
+        report(
+            bridge,
+            host,
+            serde_json::json!({"run_id": run_id, "exit_code": 0}),
+        )
+        .await;
+    }
+}
+
 /// Two capacity-pushed servers; when one stops pushing it gets no runs.
 #[actix_web::test]
 async fn a_server_that_goes_silent_gets_no_new_runs() {
@@ -427,28 +447,12 @@ pushed = true
         }
     };
     let hosts = golden_hosts();
-    let mut servers = std::collections::HashMap::<String, u32>::new();
     // Both alive: runs go to both.
+    let mut servers = HashMap::new();
     for round in 0..3 {
         push("puppet1.example.com").await;
         push("puppet2.example.com").await;
-        for host in hosts.iter().skip(round * 10).take(10) {
-            let answer = poll(&bridge, host, true).await;
-            if value_of(&answer, "PVC_RUN") == "1" {
-                if value_of(&answer, "PVC_RUN_MODE") == "full" {
-                    *servers
-                        .entry(value_of(&answer, "PVC_PUPPET_MASTER"))
-                        .or_default() += 1;
-                }
-                let run_id = value_of(&answer, "PVC_RUN_ID");
-                report(
-                    &bridge,
-                    host,
-                    serde_json::json!({"run_id": run_id, "exit_code": 0}),
-                )
-                .await;
-            }
-        }
+        forced_round(&bridge, &hosts[round * 10..round * 10 + 10], &mut servers).await;
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     assert!(servers.len() == 2, "both servers used: {servers:?}");
@@ -458,20 +462,7 @@ pushed = true
     tokio::time::sleep(Duration::from_millis(1500)).await;
     for round in 0..3 {
         push("puppet1.example.com").await;
-        for host in hosts.iter().skip(round * 10).take(10) {
-            let answer = poll(&bridge, host, true).await;
-            assert_eq!(value_of(&answer, "PVC_RUN"), "1", "{answer}");
-            *servers
-                .entry(value_of(&answer, "PVC_PUPPET_MASTER"))
-                .or_default() += 1;
-            let run_id = value_of(&answer, "PVC_RUN_ID");
-            report(
-                &bridge,
-                host,
-                serde_json::json!({"run_id": run_id, "exit_code": 0}),
-            )
-            .await;
-        }
+        forced_round(&bridge, &hosts[round * 10..round * 10 + 10], &mut servers).await;
         tokio::time::sleep(Duration::from_millis(400)).await;
     }
     assert_eq!(servers.get("puppet2.example.com"), None, "{servers:?}");
