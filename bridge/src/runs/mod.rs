@@ -255,11 +255,17 @@ impl RunService {
         });
         let this = Arc::clone(self);
         tokio::spawn(async move {
-            let mut seen_granted = this.now().plus(-this.settings.config.lease_secs);
+            // From max_interval back: after a restart every host that ran
+            // recently is known, so none waits a whole extra cycle.
+            let mut seen_granted = this.now().plus(-this.settings.config.max_interval);
             let mut seen_ended = this.now();
             let mut last_expiry = this.now();
             loop {
                 tokio::time::sleep(Duration::from_secs(2)).await;
+                // Leases name certnames: follow them once hosts are known.
+                if !this.is_loaded() {
+                    continue;
+                }
                 match this.follow_leases(seen_granted, seen_ended).await {
                     Ok((g, e)) => {
                         seen_granted = g;
@@ -391,6 +397,7 @@ impl RunService {
         let mut last_granted = granted_after;
         let mut last_ended = ended_after;
         let own = self.own_runs.lock().unwrap_or_else(|e| e.into_inner());
+        let now = self.now();
         let mut scheduler = self.scheduler();
         let mut foreign = self.foreign_runs.lock().unwrap_or_else(|e| e.into_inner());
         for lease in &granted {
@@ -407,14 +414,11 @@ impl RunService {
                 "converge" => Trigger::Converge,
                 _ => Trigger::FileChange,
             };
-            if lease.ended.is_none() {
-                scheduler.granted_elsewhere(
-                    lease.granted,
-                    ix,
-                    &lease.server,
-                    trigger,
-                    lease.mode == "full",
-                );
+            let full = lease.mode == "full";
+            if lease.ended.is_none() && lease.expires > now {
+                scheduler.granted_elsewhere(lease.granted, ix, &lease.server, trigger, full);
+            } else {
+                scheduler.ran_at(lease.granted, ix, trigger, full);
             }
         }
         for lease in &ended {

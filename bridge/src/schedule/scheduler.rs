@@ -862,6 +862,24 @@ impl Scheduler {
         }
     }
 
+    /// A run that is already over, seen in the database (another process's
+    /// grant, or history read at start): the host's last run and cycle only.
+    pub fn ran_at(&mut self, at: Ts, ix: HostIx, trigger: Trigger, full: bool) {
+        let pool = self.hosts[ix as usize].pool as usize;
+        let hand = self.pools[pool].hand;
+        let speed = self.pools[pool].speed;
+        let host = &mut self.hosts[ix as usize];
+        if full && host.last_run.is_none_or(|last| last < at) {
+            host.last_run = Some(at);
+        }
+        if trigger == Trigger::Schedule && speed > 0.0 {
+            // Where the hand was then, so a run in the current cycle counts
+            // for it and an older one does not.
+            let then = hand - speed * self.last_tick.since(at).max(0.0);
+            host.cycle = host.cycle.max((then - host.phase).floor() as i64);
+        }
+    }
+
     /// The host's run ended (its report arrived).
     pub fn finished(&mut self, now: Ts, ix: HostIx) {
         let host = &mut self.hosts[ix as usize];
@@ -1335,6 +1353,27 @@ mod tests {
         // No tick in between.
         let d = s.poll(start.plus(1.6), h, Poll::FileChange);
         assert_eq!(d.run.map(|g| g.mode), Some(RunMode::CachedCatalog));
+    }
+
+    #[test]
+    fn history_from_the_database_sets_last_runs() {
+        // A bridge (re)started: the host ran 50 minutes ago elsewhere; it
+        // must not wait a whole new cycle (max_interval 1200 s here).
+        let start = Ts(6_000_000_000);
+        let mut s = Scheduler::new(config(), vec![static_server("p1", 10)], start);
+        let h = s.upsert_host("a.example.com", "dc1");
+        let k = s.upsert_host("b.example.com", "dc1");
+        s.tick(start);
+        s.ran_at(start.plus(-1150.0), h, Trigger::Schedule, true);
+        s.ran_at(start.plus(-10.0), k, Trigger::Schedule, true);
+        let now = start.plus(60.0);
+        s.tick(now);
+        assert_eq!(s.poll(now, h, Poll::Regular).reason, Reason::Due);
+        assert!(matches!(
+            s.poll(now, k, Poll::Regular).reason,
+            Reason::NotDue { .. }
+        ));
+        assert_eq!(s.explain(now, k).last_run, Some(start.plus(-10.0)));
     }
 
     #[test]

@@ -636,8 +636,11 @@ async fn a_converge_request_runs_every_host_within_its_deadline() {
         for host in pending {
             let answer = poll(&bridge, &host, false).await;
             if value_of(&answer, "PVC_RUN") == "1" {
+                // A host whose own scheduled slot comes first runs for that
+                // reason; the run counts for the converge all the same.
+                let reason = value_of(&answer, "PVC_REASON");
                 assert!(
-                    value_of(&answer, "PVC_REASON").starts_with("converge"),
+                    reason.starts_with("converge") || reason == "due",
                     "{answer}"
                 );
                 first_grant.get_or_insert(started.elapsed());
