@@ -184,6 +184,11 @@ fn render_runs(state: &AppState, out: &mut String) {
             "Capacity pushes received on /ppm.",
             relaxed(&runs.ppm_pushes),
         ),
+        (
+            "pvc_bridge_host_directory_loads_total",
+            "Builds of the host directory (skipped while Foreman's tables are unchanged).",
+            relaxed(&runs.directory_loads),
+        ),
     ];
     for (name, help, value) in counters {
         let _ = writeln!(

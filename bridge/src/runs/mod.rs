@@ -64,6 +64,7 @@ pub struct RunStats {
     pub reports_stale: AtomicU64,
     pub status_failures: AtomicU64,
     pub ppm_pushes: AtomicU64,
+    pub directory_loads: AtomicU64,
 }
 
 /// The database clock, as an offset from this machine's.
@@ -133,6 +134,8 @@ pub struct RunService {
     /// Hosts found one by one since the last directory load.
     extra: RwLock<HashMap<String, Arc<HostInfo>>>,
     own_runs: Mutex<OwnRuns>,
+    /// Foreman's tables when the directory was built, and refreshes since.
+    fingerprint: Mutex<(String, u32)>,
     /// Other processes' run ids already applied (the feed overlaps).
     foreign_runs: Mutex<OwnRuns>,
     clock: Clock,
@@ -165,6 +168,7 @@ impl RunService {
             directory: RwLock::new(Arc::new(HostDirectory::default())),
             extra: RwLock::new(HashMap::new()),
             own_runs: Mutex::new(OwnRuns::default()),
+            fingerprint: Mutex::new((String::new(), 0)),
             foreign_runs: Mutex::new(OwnRuns::default()),
             clock,
             loaded: AtomicBool::new(false),
@@ -247,7 +251,7 @@ impl RunService {
                 if let Err(error) = this.sync_clock().await {
                     tracing::warn!(error = %format!("{error:#}"), "cannot read the database clock");
                 }
-                if let Err(error) = this.refresh_directory().await {
+                if let Err(error) = this.refresh_if_changed().await {
                     tracing::warn!(error = %format!("{error:#}"), "host directory refresh failed; keeping the previous one");
                 }
                 tokio::time::sleep(this.settings.hosts_refresh).await;
@@ -342,8 +346,36 @@ impl RunService {
     /// Re-reads every host's scheduling facts from a replica.
     pub async fn refresh_directory(&self) -> anyhow::Result<()> {
         let (client, _) = self.db.read().await?;
+        let fingerprint = crate::store::host_params::fingerprint(&client).await?;
+        self.load_directory(&client, fingerprint).await?;
+        self.refresh_converges().await
+    }
+
+    /// Rebuilds the directory unless Foreman's tables are unchanged since
+    /// the last build (a 100K-host build costs about a second of CPU); every
+    /// `FULL_RELOAD_EVERY` refreshes it is rebuilt anyway.
+    async fn refresh_if_changed(&self) -> anyhow::Result<()> {
+        const FULL_RELOAD_EVERY: u32 = 10;
+        let (client, _) = self.db.read().await?;
+        let fingerprint = crate::store::host_params::fingerprint(&client).await?;
+        let unchanged = {
+            let mut last = self.fingerprint.lock().unwrap_or_else(|e| e.into_inner());
+            last.1 += 1;
+            last.0 == fingerprint && last.1 < FULL_RELOAD_EVERY
+        };
+        if !unchanged {
+            self.load_directory(&client, fingerprint).await?;
+        }
+        self.refresh_converges().await
+    }
+
+    async fn load_directory(
+        &self,
+        client: &deadpool_postgres::Object,
+        fingerprint: String,
+    ) -> anyhow::Result<()> {
         let started = std::time::Instant::now();
-        let (directory, report) = hosts::load_directory(&client, &self.flags).await?;
+        let (directory, report) = hosts::load_directory(client, &self.flags).await?;
         {
             let mut scheduler = self.scheduler();
             for info in directory.iter() {
@@ -368,7 +400,8 @@ impl RunService {
             .unwrap_or_else(|e| e.into_inner())
             .clear();
         self.loaded.store(true, Ordering::Relaxed);
-        self.refresh_converges().await?;
+        *self.fingerprint.lock().unwrap_or_else(|e| e.into_inner()) = (fingerprint, 0);
+        self.stats.directory_loads.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 

@@ -55,6 +55,22 @@ macro_rules! param_columns {
     };
 }
 
+/// A cheap summary of the tables the directory is built from (row counts
+/// and newest `updated_at`): unchanged, the directory need not be rebuilt.
+/// Rails bumps `updated_at` on every save; a raw SQL edit that does not is
+/// caught by the periodic full reload.
+const FINGERPRINT: &str = "SELECT concat_ws('|', \
+     (SELECT count(*) || '/' || coalesce(max(updated_at)::text, '') FROM hosts), \
+     (SELECT count(*) || '/' || coalesce(max(updated_at)::text, '') FROM parameters), \
+     (SELECT count(*) || '/' || coalesce(max(updated_at)::text, '') FROM hostgroups), \
+     (SELECT count(*) || '/' || coalesce(max(updated_at)::text, '') FROM taxonomies), \
+     (SELECT count(*) || '/' || coalesce(max(updated_at)::text, '') FROM nics))";
+
+/// The fingerprint of the directory's tables now.
+pub async fn fingerprint(client: &Client) -> Result<String, ReadError> {
+    Ok(client.query_one(FINGERPRINT, &[]).await?.get(0))
+}
+
 /// Every managed host, ordered by id.
 const FLEET_HOSTS: &str = concat!(
     "SELECT ",

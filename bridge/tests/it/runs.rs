@@ -709,3 +709,51 @@ async fn explain_tells_why() {
     assert_eq!(status, 404);
     bridge.stop().await;
 }
+
+/// A flag set in Foreman reaches the answer at the next directory refresh
+/// (the tables' fingerprint changed); nothing changes when nothing did.
+#[actix_web::test]
+async fn a_flag_set_in_foreman_reaches_the_answer_at_the_next_refresh() {
+    let db = migrated_db("runs_refresh").await;
+    let toml = STATIC_SERVER.replace(
+        "fact_interval_secs = 0",
+        "fact_interval_secs = 0\nhosts_refresh_secs = 1",
+    );
+    let bridge = start(config_with(&db, &toml, "refresh")).await;
+    let host = golden_hosts()[7].clone();
+    let before = poll(&bridge, &host, false).await;
+    assert!(!before.contains("FACTER_UPDATE_FLAG"), "{before}");
+    let loads = || {
+        bridge
+            .bridge
+            .runs
+            .stats
+            .directory_loads
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    let idle_from = loads();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(loads(), idle_from, "rebuilt though nothing changed");
+    write_and_replicate(
+        &db,
+        &format!(
+            "INSERT INTO parameters (type, reference_id, name, key_type, value, created_at, updated_at) \
+             SELECT 'HostParameter', id, 'update_flag', 'boolean', 'true', now(), now() \
+             FROM hosts WHERE name = {};",
+            sql_literal(&host)
+        ),
+    )
+    .await;
+    let mut seen = false;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let answer = poll(&bridge, &host, false).await;
+        if answer.contains("FACTER_UPDATE_FLAG='true'") {
+            seen = true;
+            break;
+        }
+    }
+    assert!(seen, "the new flag never reached the answer");
+    assert!(loads() > idle_from);
+    bridge.stop().await;
+}
