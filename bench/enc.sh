@@ -34,10 +34,7 @@ WARM_CONNS=${WARM_CONNS:-16}     # connections used to warm the cache (= the bri
 BUDGET_BYTES=${BUDGET_BYTES:-52428800}  # cache.max_bytes for the budget run (50 MiB)
 # shellcheck source=bench/lib.sh
 . bench/lib.sh
-bench_init enc
-bench_tmp
-bench_tools
-fact bench enc
+bench_start enc
 
 # ---------------------------------------------------------------------------
 # Helpers of this benchmark (the shared ones are in bench/lib.sh)
@@ -74,10 +71,7 @@ machine_facts FLEET BIG_FLEET DURATION CONNS REPEATS RATE COLD_RATE COLD_HOSTS W
 # Database: primary + replica, fixture, 10K fleet
 # ---------------------------------------------------------------------------
 pg_up
-generate_fleet "$FLEET" fleet_gen_s
-analyze small
-host_lists small
-fact hosts_small "$(wc -l <"$RUN_DIR/hosts-small.txt")"
+grow_fleet "$FLEET" fleet_gen_s small
 
 # Common bridge settings. The 300 s default document TTL would expire the
 # warmed set in the middle of the run, so it is raised: this measures the
@@ -168,10 +162,7 @@ stop_bridge
 # ---------------------------------------------------------------------------
 # Memory: 100K hosts, every document cached
 # ---------------------------------------------------------------------------
-generate_fleet "$(( BIG_FLEET - FLEET ))" big_fleet_gen_s
-analyze big
-host_lists big
-fact hosts_big "$(wc -l <"$RUN_DIR/hosts-big.txt")"
+grow_fleet "$(( BIG_FLEET - FLEET ))" big_fleet_gen_s big
 # Bytes of the cache keys (the requested names), part of the bridge's weight.
 fact key_bytes_big "$(tr -d '\n' <"$RUN_DIR/hosts-big.txt" | wc -c)"
 
@@ -196,10 +187,4 @@ memory_run() {
 memory_run full PVC_CACHE__MAX_BYTES=4294967296
 memory_run budget PVC_CACHE__MAX_BYTES="$BUDGET_BYTES"
 
-fact loadavg_end "$(cut -d' ' -f1-3 /proc/loadavg)"
-
-# ---------------------------------------------------------------------------
-# Report
-# ---------------------------------------------------------------------------
-python3 bench/report.py "$RUN_DIR" docs/benchmarks.md
-log "raw results in $RUN_DIR; summary in docs/benchmarks.md"
+bench_report

@@ -1,23 +1,21 @@
 #!/usr/bin/env bash
-# `make bench` (after bench/enc.sh) or `make bench-host`: the `/host` load
-# benchmark, agents' run-decision polls against a 100K-host fleet. NOT a test:
-# it measures, prints a summary and rewrites the `/host` section of
-# docs/benchmarks.md; nothing here fails on a slow number.
+# `make bench-host`, and `make bench` after bench/enc.sh: agents' run-decision
+# polls (`GET /host?fqdn=`) against a 100K-host fleet. A measurement, not a
+# test: the numbers go to the `/host` section of docs/benchmarks.md, and a
+# slow one fails nothing.
 #
-# One run, everything on this machine and on 127.0.0.1 only:
-#   1. a PostgreSQL primary + streaming replica (pvc-pg) in a temp dir, the
-#      Foreman fixture grown to a BIG_FLEET-host fleet (timed), the bridge's
-#      own schema (`pvc-bridge migrate`);
-#   2. the release bridge with SERVERS static puppetservers of JRUBIES each
-#      (a TOML file: servers exist only there), default scheduler settings;
-#      the time until its host directory holds the whole fleet, its RSS then;
-#   3. /healthz max req/s (the baseline) and /host max req/s alternating
-#      REPEATS times, every host's URL in oha's --urls-from-file;
-#   4. /healthz and /host latency at a fixed open-loop rate (HOST_RATE) with
-#      --latency-correction, each run long enough to span directory refreshes;
-#   5. a CPU profile (perf, when present) of the bridge under the same
-#      open-loop /host load, spanning a directory reload, after the measured
-#      runs.
+# All local (127.0.0.1), in this order:
+#   1. pvc-pg's primary + replica with the fixture and BIG_FLEET generated
+#      hosts (the generation is timed), then `pvc-bridge migrate`;
+#   2. the release bridge, configured (TOML: servers exist only there) with
+#      SERVERS static puppetservers of JRUBIES each, scheduler defaults; how
+#      long until its host directory holds every host, and its RSS then;
+#   3. closed loop: /healthz (the baseline) and /host in turn, REPEATS pairs,
+#      /host URLs for every host in oha's --urls-from-file;
+#   4. open loop at HOST_RATE with --latency-correction, /healthz then /host,
+#      each run long enough to include directory reloads;
+#   5. when perf is there, a CPU profile and an off-CPU trace of the bridge
+#      under that /host load, around a directory reload (not measured runs).
 # Before and after every run /metrics is saved, so the report can say how many
 # polls were granted (each grant writes one lease on the primary).
 # Raw results go to bench/runs/<date>-host/ (git-ignored); bench/report.py
@@ -43,15 +41,10 @@ PROFILE_DURATION=${PROFILE_DURATION:-35s}  # perf record under /host load (open 
 
 # shellcheck source=bench/lib.sh
 . bench/lib.sh
-bench_init host
-bench_tmp
-bench_tools
-fact bench host
+bench_start host
 machine_facts BIG_FLEET DURATION CONNS REPEATS HOST_RATE RATE_DURATION SERVERS JRUBIES PROFILE_DURATION
 
-# ---------------------------------------------------------------------------
-# Helpers of this benchmark (the shared ones are in bench/lib.sh)
-# ---------------------------------------------------------------------------
+# == Helpers of this benchmark (the shared ones are in bench/lib.sh) ==
 primary_cpu() { python3 bench/cpu.py "$BRIDGE_PID" "$(head -n1 "$PG_DIR/primary/postmaster.pid")"; }
 # measure NAME ARGS...: one oha run with /metrics, CPU (bridge, replica,
 # primary, oha, the whole machine) and wall-clock time saved before and after it. FORMAT (default
@@ -79,14 +72,9 @@ measure() {
   curl -fsS "$BASE/metrics" >"$RUN_DIR/$name.metrics-after.txt"
 }
 
-# ---------------------------------------------------------------------------
-# Database: primary + replica, fixture, the fleet, the bridge's schema
-# ---------------------------------------------------------------------------
+# == Database: primary + replica, fixture, the fleet, the bridge's schema ==
 pg_up
-generate_fleet "$BIG_FLEET" fleet_gen_s
-analyze big
-host_lists big
-fact hosts "$(wc -l <"$RUN_DIR/hosts-big.txt")"
+grow_fleet "$BIG_FLEET" fleet_gen_s big
 t=$(now)
 "$BRIDGE" migrate >"$RUN_DIR/migrate.log" 2>&1
 fact migrate_s "$(since "$t")"
@@ -101,9 +89,7 @@ CONFIG=$RUN_DIR/bridge.toml
   done
 } >"$CONFIG"
 
-# ---------------------------------------------------------------------------
-# The bridge: start, directory load, memory
-# ---------------------------------------------------------------------------
+# == The bridge: start, directory load, memory ==
 # JSON logs, the run-decision service at debug: every directory load is
 # logged with its duration, and the report places them on the runs' timeline.
 t=$(now)
@@ -127,19 +113,16 @@ sed "s|^|$BASE/host?fqdn=|" "$RUN_DIR/hosts-big.txt" >"$RUN_DIR/urls-host.txt"
 # One answer as an agent sees it (this poll may be granted: it is one more).
 curl -fsS "$BASE/host?fqdn=$(head -n1 "$RUN_DIR/hosts-big.txt")" >"$RUN_DIR/answer-sample.txt"
 
-# ---------------------------------------------------------------------------
-# Throughput, closed loop: /healthz (baseline) and /host, alternating
-# ---------------------------------------------------------------------------
+# == Throughput, closed loop: /healthz (baseline) and /host, alternating ==
 # Two cores shared by oha, the bridge and PostgreSQL: one sample is noisy, so
 # the report takes the median of each and lists every sample.
 alternate measure host "$RUN_DIR/urls-host.txt"
 
-# ---------------------------------------------------------------------------
-# Latency at a fixed rate (open loop)
-# ---------------------------------------------------------------------------
-# --latency-correction: latency counted from the scheduled send time, not from
-# when a busy connection got round to it (no coordinated omission). CSV keeps
-# every request, so the report can set slow ones against directory reloads.
+# == Latency at a fixed rate (open loop) ==
+# oha counts each latency from the request's planned start when given
+# --latency-correction, so a stalled bridge cannot hide behind a waiting
+# client. The CSV output has one row per request: the report lines the slow
+# ones up with the directory reloads in the bridge's log.
 FORMAT=csv measure healthz-rate -c "$CONNS" -q "$HOST_RATE" --latency-correction -z "$RATE_DURATION" "$BASE/healthz"
 FORMAT=csv measure host-rate -c "$CONNS" -q "$HOST_RATE" --latency-correction -z "$RATE_DURATION" \
   --urls-from-file "$RUN_DIR/urls-host.txt"
@@ -148,9 +131,7 @@ fact end_rss_kb "$(proc_kb VmRSS)"
 fact end_hwm_kb "$(proc_kb VmHWM)"
 malloc_stats end host
 
-# ---------------------------------------------------------------------------
-# Profile: where the bridge's CPU goes under /host load (not a measured run)
-# ---------------------------------------------------------------------------
+# == Profile: where the bridge's CPU goes under /host load (not a measured run) ==
 # The fleet's load (open loop at HOST_RATE) for PROFILE_DURATION, long enough
 # to span a directory reload; perf stamps samples with the wall clock, so the
 # reload's span (from the bridge's log) can be cut out of the profile.
@@ -191,11 +172,5 @@ if [ "$PROFILE_DURATION" != 0 ] && command -v perf >/dev/null; then
     perf_report --time "$span" --sort dso >"$RUN_DIR/profile-reload-dso.txt"
   fi
 fi
-fact loadavg_end "$(cut -d' ' -f1-3 /proc/loadavg)"
 stop_bridge
-
-# ---------------------------------------------------------------------------
-# Report
-# ---------------------------------------------------------------------------
-python3 bench/report.py "$RUN_DIR" docs/benchmarks.md
-log "raw results in $RUN_DIR; summary in docs/benchmarks.md"
+bench_report

@@ -4,13 +4,15 @@
 # generated fleet, the release bridge, oha. Sourced, not run; the sourcing
 # script has `set -euo pipefail` and runs from the repository root.
 #
+#   bench_start NAME         bench_init NAME, bench_tmp, bench_tools
 #   bench_init NAME          run directory bench/runs/<date>-NAME, facts.env
 #   bench_tmp                temp dir, cleanup on exit (bridge, PostgreSQL)
 #   bench_tools              oha into bench/.tools, release build copied to the temp dir
 #   machine_facts VAR...     machine, commit, and the given knobs as param_*
 #   pg_up                    primary + replica, Foreman fixture, fleet functions
-#   generate_fleet N FACT    pvc_fleet_generate(N), timed into FACT
-#   analyze TAG / host_lists TAG / start_bridge / stop_bridge / metric / ...
+#   grow_fleet N FACT TAG    N more hosts (timed into FACT), ANALYZE, host lists
+#   bench_report             rewrite this benchmark's section of docs/benchmarks.md
+#   start_bridge / stop_bridge / metric / oha_run / alternate / ...
 
 OHA_VERSION=1.16.0  # flags used by the benchmarks checked against this version's --help
 
@@ -35,6 +37,21 @@ bench_init() {
   mkdir -p "$RUN_DIR"
   FACTS=$RUN_DIR/facts.env
   : >"$FACTS"
+}
+
+# bench_start NAME: the run directory, the temp dir, the tools.
+bench_start() {
+  bench_init "$1"
+  bench_tmp
+  bench_tools
+  fact bench "$1"
+}
+
+# bench_report: the end of a run: its section of docs/benchmarks.md.
+bench_report() {
+  fact loadavg_end "$(cut -d' ' -f1-3 /proc/loadavg)"
+  python3 bench/report.py "$RUN_DIR" docs/benchmarks.md
+  log "raw results in $RUN_DIR; summary in docs/benchmarks.md"
 }
 
 # ---------------------------------------------------------------------------
@@ -144,6 +161,14 @@ analyze() {
   t=$(now)
   pg_sql "ANALYZE;"
   fact "analyze_$1_s" "$(since "$t")"
+}
+# grow_fleet N FACT TAG: N more generated hosts (the time in FACT), ANALYZE,
+# the host lists, their count as fact hosts_TAG.
+grow_fleet() {
+  generate_fleet "$1" "$2"
+  analyze "$3"
+  host_lists "$3"
+  fact "hosts_$3" "$(wc -l <"$RUN_DIR/hosts-$3.txt")"
 }
 # host_lists TAG: every host of the replica, as names and as ENC paths.
 host_lists() {

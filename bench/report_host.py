@@ -12,8 +12,8 @@ import os
 import re
 from datetime import datetime
 
-from report_util import (alternating, between, cpu_delta, load_facts, missed_lines, ms, run_rows,
-                         throughput_lines, verdict)
+from report_util import (LATENCY_CORRECTION, SUMMARY_HEAD, alternating, between, cpu_delta, load_facts,
+                         missed_lines, ms, run_rows, slower, throughput_lines, verdict)
 
 # Targets (from the issue).
 TARGET_HOST_RATIO = 0.50    # /host max req/s >= 50 % of /healthz max req/s, same run
@@ -265,7 +265,7 @@ def render(run):
     conns, duration = f["param_CONNS"], f["param_DURATION"]
     rate, rate_duration = float(f["param_HOST_RATE"]), f["param_RATE_DURATION"]
     repeats = int(f["param_REPEATS"])
-    hosts = int(f["hosts"])
+    hosts = int(f.get("hosts_big") or f["hosts"])  # runs before grow_fleet named it "hosts"
     win = windows(run)
     loads = directory_loads(run)
 
@@ -299,10 +299,7 @@ def render(run):
     w(f"From `bench/host.sh`; raw results in `{f['run_dir']}/` (oha JSON and CSV, `/metrics` and CPU "
       "before and after every run, the bridge's JSON log, the perf report).")
     w("")
-    w("### Run")
-    w("")
-    for row in run_rows(f, "`make bench-host` (or `make bench`, after the ENC)"):
-        w(row)
+    lines += run_rows(f, "`make bench-host` (or `make bench`, after the ENC)")
     w(f"| bridge | release build, workers {f['bridge_workers']}, reads from the replica, leases on the primary; "
       f"`--config` with {f['param_SERVERS']} static `[[scheduler.servers]]` of {f['param_JRUBIES']} JRubies each "
       "(no status API, so always up at that size); every `scheduler.*` key at its default "
@@ -325,16 +322,13 @@ def render(run):
     w(sample)
     w("```")
     w("")
-    w("### Summary")
-    w("")
-    w("| measurement | result | baseline | ratio | target | |")
-    w("|---|---:|---:|---:|---|---|")
+    lines += SUMMARY_HEAD
     w(f"| `/host` max throughput (closed loop, {conns} conns, {duration}, random host of {hosts:,}) | "
       f"{p_max['rps']:,.0f} req/s | `/healthz` {h_max['rps']:,.0f} req/s | {ratio:.0%} | "
       f"≥ {TARGET_HOST_RATIO:.0%} of `/healthz` | {verdict(met['ratio'])} |")
     w(f"| `/host` latency p99 at {rate:,.0f} req/s open loop ({rate_duration}) | {ms(p_rate['pct'].get('p99'), 3)} | "
       f"`/healthz` {ms(h_rate['pct'].get('p99'), 3)} | "
-      f"{p_rate['pct'].get('p99', 0) / max(h_rate['pct'].get('p99', 1e-9), 1e-9):.1f}× | ≤ {TARGET_P99_MS:g} ms | "
+      f"{slower(p_rate['pct'].get('p99'), h_rate['pct'].get('p99'))} | ≤ {TARGET_P99_MS:g} ms | "
       f"{verdict(met['p99'])} |")
     w(f"| `/host` p99.9 / max in the same run (directory reloads: see below) | {ms(p_rate['pct'].get('p99.9'), 1)} / "
       f"{ms(p_rate['pct'].get('max'), 1)} | `/healthz` {ms(h_rate['pct'].get('p99.9'), 1)} / "
@@ -377,8 +371,7 @@ def render(run):
     w("### Latency at a fixed rate (open loop)")
     w("")
     w(f"`oha --no-tui --output-format csv -c {conns} -q {rate:g} --latency-correction -z {rate_duration} URL` "
-      "(`--latency-correction`: each latency counts from the request's scheduled send time, so a stall is not "
-      "hidden by the load generator waiting for it — no coordinated omission). The CSV keeps every request; "
+      + LATENCY_CORRECTION + " The CSV keeps every request; "
       f"percentiles are nearest-rank over all of them. {hosts:,} agents polling every 60 s would send "
       f"≈ {hosts / 60:,.0f} req/s.")
     w("")

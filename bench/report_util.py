@@ -64,11 +64,13 @@ def cpu_delta(run, before, after):
 
 
 def run_rows(f, command):
-    """The first rows of a section's Run table: when, what, on which machine."""
+    """The Run subsection's heading and first rows: when, what, on which machine."""
     dirty = f.get("dirty", "").strip()
     commit = f"`{f['commit']}`" + (
         f" plus uncommitted changes to {', '.join('`' + p + '`' for p in dirty.split())}" if dirty else "")
     return [
+        "### Run",
+        "",
         "| | |",
         "|---|---|",
         f"| date | {f['date']} |",
@@ -116,6 +118,25 @@ def write_section(path, name, text):
         parts.append(f"<!-- bench:{s} -->\n\n" + sections.get(s, MISSING[s]))
     with open(path, "w") as fh:
         fh.write("\n".join(parts))
+
+
+# What oha's --latency-correction does, for the open-loop runs' text.
+LATENCY_CORRECTION = ("(`--latency-correction`: each latency counts from the request's scheduled send time, so a "
+                      "stall is not hidden by the load generator waiting for it — no coordinated omission).")
+
+
+def slower(a, b):
+    """How many times a is of b (two latencies), as text."""
+    return f"{(a or 0) / max(b or 1e-9, 1e-9):.1f}×"
+
+
+# The Summary subsection's heading and table head.
+SUMMARY_HEAD = [
+    "### Summary",
+    "",
+    "| measurement | result | baseline | ratio | target | |",
+    "|---|---:|---:|---:|---|---|",
+]
 
 
 def alternating(run, other, repeats):
