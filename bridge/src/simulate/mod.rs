@@ -23,6 +23,8 @@ pub mod server;
 pub mod stats;
 pub mod strategy;
 pub mod summary;
+#[cfg(test)]
+mod testing;
 pub mod world;
 
 use std::path::{Path, PathBuf};

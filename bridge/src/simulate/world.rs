@@ -587,10 +587,10 @@ impl World {
 mod tests {
     use super::*;
     use crate::simulate::config::Lognormal;
+    use crate::simulate::testing::{self, play, Step};
 
     fn tiny(hosts: u32, jrubies: u32) -> World {
-        let config = Config {
-            hosts,
+        testing::world(Config {
             servers_per_pool: 2,
             jrubies,
             hours: 1.0,
@@ -608,32 +608,18 @@ mod tests {
                 mean_s: 10.0,
                 sigma: 0.0,
             },
-            outage: None,
-            converge: None,
-            restart: None,
-            file_changes_per_hour: 0.0,
-            ..Config::default()
-        };
-        let scenario = Scenario::new(&config);
-        World::new(Arc::new(config), Arc::new(scenario))
+            ..testing::quiet(hosts)
+        })
     }
 
     /// Drives world events only (no strategy); returns the run ends.
     fn drain(world: &mut World) -> Vec<(i64, u32)> {
         let mut ends = Vec::new();
-        while let Some((at, ev)) = world.pop() {
-            match ev {
-                Ev::Release { host, run } => world.on_release(host, run),
-                Ev::ApplyDone { host, run } => world.on_apply_done(host, run),
-                Ev::RunEnd { host, run } => {
-                    let ended = world.on_run_end(host, run);
-                    if ended {
-                        ends.push((at - world.t0, host));
-                    }
-                }
-                _ => {}
+        play(world, |world, step| {
+            if let Step::Ended(host) = step {
+                ends.push((world.now - world.t0, host));
             }
-        }
+        });
         ends
     }
 

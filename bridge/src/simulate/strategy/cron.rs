@@ -86,23 +86,11 @@ impl Strategy for Cron {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use super::*;
-    use crate::simulate::config::Config;
-    use crate::simulate::scenario::Scenario;
+    use crate::simulate::testing::{self, play, Step};
 
     fn world(hosts: u32) -> World {
-        let config = Config {
-            hosts,
-            outage: None,
-            converge: None,
-            restart: None,
-            file_changes_per_hour: 0.0,
-            ..Config::default()
-        };
-        let scenario = Scenario::new(&config);
-        World::new(Arc::new(config), Arc::new(scenario))
+        testing::world(testing::quiet(hosts))
     }
 
     #[test]
@@ -136,26 +124,15 @@ mod tests {
         let mut cron = Cron::new(&w);
         cron.init(&mut w);
         let mut starts = vec![Vec::new(); 200];
-        while let Some((_, ev)) = w.pop() {
-            use crate::simulate::world::Ev;
-            match ev {
-                Ev::Wake { host, gen } if w.is_current(host, gen) => {
-                    if w.is_idle(host) {
-                        starts[host as usize].push(w.now - w.t0);
-                    }
-                    cron.wake(&mut w, host);
+        play(&mut w, |w, step| match step {
+            Step::Wake(host) => {
+                if w.is_idle(host) {
+                    starts[host as usize].push(w.now - w.t0);
                 }
-                Ev::Release { host, run } => w.on_release(host, run),
-                Ev::ApplyDone { host, run } => w.on_apply_done(host, run),
-                Ev::RunEnd { host, run } => {
-                    let ended = w.on_run_end(host, run);
-                    if ended {
-                        cron.run_ended(&mut w, host);
-                    }
-                }
-                _ => {}
+                cron.wake(w, host);
             }
-        }
+            Step::Ended(host) => cron.run_ended(w, host),
+        });
         for (host, s) in starts.iter().enumerate() {
             assert_eq!(s.len(), 48, "host {host}");
             assert!(s.iter().all(|t| t % 60_000 == 0));

@@ -94,24 +94,15 @@ impl Strategy for Daemon {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use super::*;
     use crate::simulate::config::Config;
-    use crate::simulate::scenario::Scenario;
+    use crate::simulate::testing::{self, play, Step};
 
     fn world(hosts: u32, splay: bool) -> World {
-        let config = Config {
-            hosts,
+        testing::world(Config {
             daemon_splay: splay,
-            outage: None,
-            converge: None,
-            restart: None,
-            file_changes_per_hour: 0.0,
-            ..Config::default()
-        };
-        let scenario = Scenario::new(&config);
-        World::new(Arc::new(config), Arc::new(scenario))
+            ..testing::quiet(hosts)
+        })
     }
 
     /// The hosts' first timers, in seconds from the start.
@@ -154,24 +145,13 @@ mod tests {
         let mut daemon = Daemon::new(&w);
         daemon.init(&mut w);
         let mut starts = Vec::new();
-        while let Some((_, ev)) = w.pop() {
-            use crate::simulate::world::Ev;
-            match ev {
-                Ev::Wake { host, gen } if w.is_current(host, gen) => {
-                    starts.push(w.now - w.t0);
-                    daemon.wake(&mut w, host);
-                }
-                Ev::Release { host, run } => w.on_release(host, run),
-                Ev::ApplyDone { host, run } => w.on_apply_done(host, run),
-                Ev::RunEnd { host, run } => {
-                    let ended = w.on_run_end(host, run);
-                    if ended {
-                        daemon.run_ended(&mut w, host);
-                    }
-                }
-                _ => {}
+        play(&mut w, |w, step| match step {
+            Step::Wake(host) => {
+                starts.push(w.now - w.t0);
+                daemon.wake(w, host);
             }
-        }
+            Step::Ended(host) => daemon.run_ended(w, host),
+        });
         assert_eq!(starts.len(), 48);
         assert!(starts.windows(2).all(|p| p[1] - p[0] == 1_800_000));
         // A restart draws a new splay from the restart.

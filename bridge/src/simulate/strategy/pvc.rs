@@ -61,6 +61,13 @@ fn reason_ix(reason: &Reason) -> usize {
     }
 }
 
+/// Sets `minute`'s entry of a per-minute series; minutes the scheduler did
+/// not report (not yet known to it) get the default.
+fn record<T: Clone + Default>(series: &mut Vec<T>, minute: usize, value: T) {
+    series.resize(minute, T::default());
+    series.push(value);
+}
+
 /// The scheduler's configuration for a simulated fleet.
 pub fn scheduler_config(config: &super::super::config::Config) -> SchedulerConfig {
     SchedulerConfig {
@@ -228,15 +235,17 @@ impl Strategy for Pvc {
         }
         for s in &stats.servers {
             if let Some(&i) = self.server_ix.get(&s.name) {
-                let series = &mut m.sched_servers[i];
-                series.resize(minute, SchedServerMinute::default());
-                series.push(SchedServerMinute {
-                    rate: s.rate,
-                    utilization: s.utilization,
-                    run_cost: s.run_cost,
-                    tokens: s.tokens,
-                    up: s.up,
-                });
+                record(
+                    &mut m.sched_servers[i],
+                    minute,
+                    SchedServerMinute {
+                        rate: s.rate,
+                        utilization: s.utilization,
+                        run_cost: s.run_cost,
+                        tokens: s.tokens,
+                        up: s.up,
+                    },
+                );
             }
         }
         for p in &stats.pools {
@@ -246,14 +255,16 @@ impl Strategy for Pvc {
                 .iter()
                 .position(|n| **n == *p.name)
             {
-                let series = &mut m.sched_pools[i];
-                series.resize(minute, SchedPoolMinute::default());
-                series.push(SchedPoolMinute {
-                    rate: p.rate,
-                    cycle_secs: p.cycle_secs,
-                    shortage: p.shortage,
-                    reserved_rate: p.reserved_rate,
-                });
+                record(
+                    &mut m.sched_pools[i],
+                    minute,
+                    SchedPoolMinute {
+                        rate: p.rate,
+                        cycle_secs: p.cycle_secs,
+                        shortage: p.shortage,
+                        reserved_rate: p.reserved_rate,
+                    },
+                );
             }
         }
     }
