@@ -22,7 +22,7 @@ mod reports;
 use deadpool_postgres::ClientWrapper as Client;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::Row;
+use tokio_postgres::{Row, Statement};
 
 use crate::schedule::Ts;
 
@@ -71,6 +71,11 @@ fn db_error(context: &'static str) -> impl FnOnce(tokio_postgres::Error) -> PvcE
     }
 }
 
+/// `sql` prepared once per connection.
+async fn prepare(client: &Client, context: &'static str, sql: &str) -> Result<Statement, PvcError> {
+    client.prepare_cached(sql).await.map_err(db_error(context))
+}
+
 /// Runs `sql` as a statement prepared once per connection.
 async fn query(
     client: &Client,
@@ -78,10 +83,7 @@ async fn query(
     sql: &str,
     args: &[&(dyn ToSql + Sync)],
 ) -> Result<Vec<Row>, PvcError> {
-    let statement = client
-        .prepare_cached(sql)
-        .await
-        .map_err(db_error(context))?;
+    let statement = prepare(client, context, sql).await?;
     client
         .query(&statement, args)
         .await
@@ -94,10 +96,7 @@ async fn query_one(
     sql: &str,
     args: &[&(dyn ToSql + Sync)],
 ) -> Result<Row, PvcError> {
-    let statement = client
-        .prepare_cached(sql)
-        .await
-        .map_err(db_error(context))?;
+    let statement = prepare(client, context, sql).await?;
     client
         .query_one(&statement, args)
         .await
@@ -110,10 +109,7 @@ async fn query_opt(
     sql: &str,
     args: &[&(dyn ToSql + Sync)],
 ) -> Result<Option<Row>, PvcError> {
-    let statement = client
-        .prepare_cached(sql)
-        .await
-        .map_err(db_error(context))?;
+    let statement = prepare(client, context, sql).await?;
     client
         .query_opt(&statement, args)
         .await

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use pvc_bridge::schedule::Ts;
 use pvc_bridge::store::pvc::{
-    self, GrantOutcome, GrantRequest, LeaseState, NewReport, PvcError, SCHEMA_VERSION,
+    self, GrantOutcome, GrantRequest, LeaseRow, LeaseState, NewReport, PvcError, SCHEMA_VERSION,
 };
 use pvc_bridge::store::{Db, PoolOptions, PoolRole};
 use pvc_testkit::cluster::{self, TestDb};
@@ -73,6 +73,39 @@ async fn report(pools: &Db, report: &NewReport<'_>) -> pvc::ReportStored {
     pvc::store_report(&client, report)
         .await
         .expect("store report")
+}
+
+/// The report of a run that ended with `exit_code`, and nothing more.
+async fn finish(pools: &Db, certname: &str, run_id: &str, exit_code: i32) -> pvc::ReportStored {
+    report(
+        pools,
+        &NewReport {
+            certname,
+            run_id: Some(run_id),
+            exit_code: Some(exit_code),
+            ..NewReport::default()
+        },
+    )
+    .await
+}
+
+/// The lease `run_id` names; it must exist.
+async fn stored_lease(client: &deadpool_postgres::ClientWrapper, run_id: &str) -> LeaseRow {
+    pvc::lease(client, run_id)
+        .await
+        .expect("lease")
+        .unwrap_or_else(|| panic!("no lease {run_id}"))
+}
+
+/// The run `certname`'s host row holds (`None`: the host is free).
+async fn host_run(sql: &tokio_postgres::Client, certname: &str) -> Option<String> {
+    sql.query_one(
+        "SELECT run_id::text FROM pvc.host_runs WHERE certname = $1",
+        &[&certname],
+    )
+    .await
+    .expect("host row")
+    .get(0)
 }
 
 /// Sleeps until the database clock is past `ts`.
@@ -189,10 +222,7 @@ async fn a_grant_is_a_lease_and_a_live_lease_is_in_progress() {
     assert_eq!(expires, granted_at.plus(300.0));
 
     let client = pools.write().await.expect("primary");
-    let lease = pvc::lease(&client, &run_id)
-        .await
-        .expect("lease")
-        .expect("stored");
+    let lease = stored_lease(&client, &run_id).await;
     assert_eq!(
         (
             lease.certname.as_str(),
@@ -406,24 +436,12 @@ async fn an_unreported_lease_expires() {
     let (new_run, _, _) = granted(&pools, &request("db01.example.com", "ps1")).await;
     assert_ne!(new_run, old_run);
     let client = pools.write().await.expect("primary");
-    let old = pvc::lease(&client, &old_run)
-        .await
-        .expect("lease")
-        .expect("old lease");
+    let old = stored_lease(&client, &old_run).await;
     assert_eq!(old.ended, Some(old_expires));
     assert_eq!(old.end_reason.as_deref(), Some("expired"));
 
     // Its late report is answered Expired and kept.
-    let late = report(
-        &pools,
-        &NewReport {
-            certname: "db01.example.com",
-            run_id: Some(&old_run),
-            exit_code: Some(2),
-            ..NewReport::default()
-        },
-    )
-    .await;
+    let late = finish(&pools, "db01.example.com", &old_run, 2).await;
     assert_eq!(late.lease, LeaseState::Expired);
     let sql = db.connect_primary().await.expect("primary");
     let stored = sql
@@ -436,10 +454,7 @@ async fn an_unreported_lease_expires() {
     assert_eq!(stored.get::<_, Option<String>>(0), Some(old_run.clone()));
     assert_eq!(stored.get::<_, String>(1), "expired");
     // The new lease is untouched by the old run's report.
-    let current = pvc::lease(&client, &new_run)
-        .await
-        .expect("lease")
-        .expect("new lease");
+    let current = stored_lease(&client, &new_run).await;
     assert_eq!(current.ended, None);
 
     // The sweeper closes what no grant replaced, once.
@@ -454,31 +469,13 @@ async fn an_unreported_lease_expires() {
     wait_db_clock_past(&pools, swept_expires).await;
     assert_eq!(pvc::expire_leases(&client).await.expect("expire"), 1);
     assert_eq!(pvc::expire_leases(&client).await.expect("expire"), 0);
-    let swept = pvc::lease(&client, &swept_run)
-        .await
-        .expect("lease")
-        .expect("swept lease");
+    let swept = stored_lease(&client, &swept_run).await;
     assert_eq!(
         (swept.ended, swept.end_reason.as_deref()),
         (Some(swept_expires), Some("expired"))
     );
-    let host_run: Option<String> = sql
-        .query_one(
-            "SELECT run_id::text FROM pvc.host_runs WHERE certname = 'db02.example.com'",
-            &[],
-        )
-        .await
-        .expect("host row")
-        .get(0);
-    assert_eq!(host_run, None);
-    assert_eq!(
-        pvc::lease(&client, &new_run)
-            .await
-            .expect("lease")
-            .expect("new lease")
-            .ended,
-        None
-    );
+    assert_eq!(host_run(&sql, "db02.example.com").await, None);
+    assert_eq!(stored_lease(&client, &new_run).await.ended, None);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -507,10 +504,7 @@ async fn a_report_releases_its_lease_once() {
     assert_eq!(first.lease, LeaseState::Released);
 
     let client = pools.write().await.expect("primary");
-    let lease = pvc::lease(&client, &run_id)
-        .await
-        .expect("lease")
-        .expect("stored");
+    let lease = stored_lease(&client, &run_id).await;
     assert_eq!(lease.end_reason.as_deref(), Some("report"));
     assert_eq!(lease.exit_code, Some(2));
     assert!(lease.ended.is_some_and(|ended| ended >= lease.granted));
@@ -538,15 +532,7 @@ async fn a_report_releases_its_lease_once() {
     );
     assert_eq!(row.get::<_, &str>(7), "released");
     assert_eq!(row.get::<_, i32>(8), 2);
-    let host_run: Option<String> = sql
-        .query_one(
-            "SELECT run_id::text FROM pvc.host_runs WHERE certname = 'app01.example.com'",
-            &[],
-        )
-        .await
-        .expect("host row")
-        .get(0);
-    assert_eq!(host_run, None);
+    assert_eq!(host_run(&sql, "app01.example.com").await, None);
 
     // The same run again.
     assert_eq!(report(&pools, &full).await.lease, LeaseState::AlreadyEnded);
@@ -588,14 +574,7 @@ async fn a_report_releases_its_lease_once() {
     .await;
     assert_eq!(no_run.lease, LeaseState::Unknown);
     // Another host's report did not end app02's lease.
-    assert_eq!(
-        pvc::lease(&client, &other_run)
-            .await
-            .expect("lease")
-            .expect("stored")
-            .ended,
-        None
-    );
+    assert_eq!(stored_lease(&client, &other_run).await.ended, None);
     assert_eq!(
         scalar_i64(
             &sql,
@@ -617,24 +596,9 @@ async fn scheduled_runs_keep_their_minimum_gap() {
         min_gap_secs: 3600.0,
         ..request("cache01.example.com", "ps1")
     };
-    let release = |run_id: String| {
-        let pools = &pools;
-        async move {
-            let stored = report(
-                pools,
-                &NewReport {
-                    certname: "cache01.example.com",
-                    run_id: Some(&run_id),
-                    exit_code: Some(0),
-                    ..NewReport::default()
-                },
-            )
-            .await;
-            assert_eq!(stored.lease, LeaseState::Released);
-        }
-    };
     let (run_id, first_at, _) = granted(&pools, &scheduled).await;
-    release(run_id).await;
+    let released = finish(&pools, "cache01.example.com", &run_id, 0).await;
+    assert_eq!(released.lease, LeaseState::Released);
 
     let sql = db.connect_primary().await.expect("primary");
     let leases_before = scalar_i64(&sql, "SELECT count(*) FROM pvc.leases").await;
@@ -651,7 +615,8 @@ async fn scheduled_runs_keep_their_minimum_gap() {
         ..scheduled
     };
     let (forced_run, _, _) = granted(&pools, &forced).await;
-    release(forced_run).await;
+    let released = finish(&pools, "cache01.example.com", &forced_run, 0).await;
+    assert_eq!(released.lease, LeaseState::Released);
     let last_scheduled: i64 = sql
         .query_one(
             "SELECT pvc.to_ms(last_scheduled) FROM pvc.host_runs \
@@ -705,10 +670,7 @@ async fn cached_catalog_runs_take_no_token_and_forced_runs_overdraw() {
     let (run_id, _, _) = granted(&pools, &cached).await;
     assert_eq!(tokens().await, 0.0);
     let client = pools.write().await.expect("primary");
-    let lease = pvc::lease(&client, &run_id)
-        .await
-        .expect("lease")
-        .expect("stored");
+    let lease = stored_lease(&client, &run_id).await;
     assert_eq!(lease.mode, "cached_catalog");
 
     // A forced run may go down to `min_tokens`, and no further.
@@ -753,24 +715,9 @@ async fn converge_requests_count_runs_after_them() {
     let hosts: Vec<String> = ["c1.example.com", "c2.example.com", "c3.example.com"]
         .map(str::to_owned)
         .to_vec();
-    let finish = |certname: &'static str, run_id: String, exit_code: i32| {
-        let pools = &pools;
-        async move {
-            report(
-                pools,
-                &NewReport {
-                    certname,
-                    run_id: Some(&run_id),
-                    exit_code: Some(exit_code),
-                    ..NewReport::default()
-                },
-            )
-            .await
-        }
-    };
     // A run before the request does not count.
     let (early, _, _) = granted(&pools, &request("c1.example.com", "ps1")).await;
-    finish("c1.example.com", early, 0).await;
+    finish(&pools, "c1.example.com", &early, 0).await;
 
     let client = pools.write().await.expect("primary");
     let spec = serde_json::json!({"search": "hostgroup = web"});
@@ -808,8 +755,8 @@ async fn converge_requests_count_runs_after_them() {
     let (run1, _, _) = granted(&pools, &converge_run("c1.example.com")).await;
     let (run2, _, _) = granted(&pools, &converge_run("c2.example.com")).await;
     let (run3, _, _) = granted(&pools, &converge_run("c3.example.com")).await;
-    finish("c2.example.com", run2, 0).await;
-    finish("c3.example.com", run3, 4).await;
+    finish(&pools, "c2.example.com", &run2, 0).await;
+    finish(&pools, "c3.example.com", &run3, 4).await;
     assert_eq!(
         progress(converge.id).await,
         pvc::ConvergeProgress {
@@ -820,7 +767,7 @@ async fn converge_requests_count_runs_after_them() {
             done_at: None
         }
     );
-    let last = finish("c1.example.com", run1, 2).await;
+    let last = finish(&pools, "c1.example.com", &run1, 2).await;
     let sql = db.connect_primary().await.expect("primary");
     let last_received: i64 = sql
         .query_one(

@@ -6,7 +6,7 @@
 use deadpool_postgres::ClientWrapper as Client;
 use tokio_postgres::Row;
 
-use super::{db_error, finite, parse_run_id, query, query_one, query_opt, PvcError};
+use super::{db_error, finite, parse_run_id, prepare, query, query_one, query_opt, PvcError};
 use crate::schedule::Ts;
 
 /// One grant attempt. `rate` (runs/s) and `burst` (runs) describe the
@@ -183,9 +183,10 @@ pub async fn grant(client: &Client, req: &GrantRequest<'_>) -> Result<GrantOutco
 /// for the next call, so concurrent callers never wait on each other.
 pub async fn expire_leases(client: &Client) -> Result<u64, PvcError> {
     let context = "expiring leases";
-    let statement = client
-        .prepare_cached(
-            "WITH due AS ( \
+    let statement = prepare(
+        client,
+        context,
+        "WITH due AS ( \
                  SELECT h.certname, h.run_id FROM pvc.host_runs h \
                  WHERE h.run_id IS NOT NULL AND h.expires <= clock_timestamp() \
                  ORDER BY h.certname \
@@ -195,9 +196,8 @@ pub async fn expire_leases(client: &Client) -> Result<u64, PvcError> {
                  WHERE h.certname = due.certname) \
              UPDATE pvc.leases l SET ended = l.expires, end_reason = 'expired' \
              FROM due WHERE l.run_id = due.run_id AND l.ended IS NULL",
-        )
-        .await
-        .map_err(db_error(context))?;
+    )
+    .await?;
     let closed = client
         .execute(&statement, &[])
         .await
