@@ -42,6 +42,16 @@ fn host() -> HostRow {
     }
 }
 
+/// `host()` under another id and name: the same organization, location,
+/// hostgroup and so on.
+fn host_as(id: i64, name: &str) -> HostRow {
+    HostRow {
+        id,
+        name: name.into(),
+        ..host()
+    }
+}
+
 fn trees() -> (Vec<TreeRow>, Vec<TreeRow>) {
     let taxonomies = vec![
         tree(1, None, "Org"),
@@ -237,9 +247,7 @@ fn flags_are_named_typed_and_ordered_by_key() {
         param(Level::Global, None, "update-flag", Value::str("true")),
         param(Level::Global, None, "motd", Value::str("not a flag")),
     ];
-    let mut second = host();
-    second.id = 8;
-    second.name = "web02.example.com".into();
+    let second = host_as(8, "web02.example.com");
     let resolved = resolve::resolve(&rows(vec![host(), second], params), &config());
     let (info, _) = &resolved.hosts[0];
     let flags: Vec<(&str, &str)> = info
@@ -320,17 +328,15 @@ fn settings_parameters_fill_their_fields() {
 
 #[test]
 fn pool_falls_back_to_the_location_title_then_the_default() {
-    let mut no_location = host();
-    no_location.id = 8;
-    no_location.name = "b.example.com".into();
-    no_location.location_id = None;
-    let mut dangling = host();
-    dangling.id = 9;
-    dangling.name = "c.example.com".into();
-    dangling.location_id = Some(999);
-    let mut bad_pool = host();
-    bad_pool.id = 10;
-    bad_pool.name = "d.example.com".into();
+    let no_location = HostRow {
+        location_id: None,
+        ..host_as(8, "b.example.com")
+    };
+    let dangling = HostRow {
+        location_id: Some(999),
+        ..host_as(9, "c.example.com")
+    };
+    let bad_pool = host_as(10, "d.example.com");
     let params = vec![param(
         Level::Host,
         Some(10),
@@ -381,22 +387,20 @@ fn undecodable_values_are_tallied_and_left_out() {
 
 #[test]
 fn certname_column_first_and_the_directory_finds_both_names() {
-    let mut with_certname = host();
-    with_certname.certname = Some("cert.example.com".into());
-    let mut plain = host();
-    plain.id = 8;
-    plain.name = "plain.example.com".into();
-    let mut blank_certname = host();
-    blank_certname.id = 9;
-    blank_certname.name = "blank.example.com".into();
-    blank_certname.certname = Some(String::new());
-    let mut bad_name = host();
-    bad_name.id = 10;
-    bad_name.name = "bad name".into();
-    let mut duplicate = host();
-    duplicate.id = 11;
-    duplicate.name = "other.example.com".into();
-    duplicate.certname = Some("plain.example.com".into());
+    let with_certname = HostRow {
+        certname: Some("cert.example.com".into()),
+        ..host()
+    };
+    let plain = host_as(8, "plain.example.com");
+    let blank_certname = HostRow {
+        certname: Some(String::new()),
+        ..host_as(9, "blank.example.com")
+    };
+    let bad_name = host_as(10, "bad name");
+    let duplicate = HostRow {
+        certname: Some("plain.example.com".into()),
+        ..host_as(11, "other.example.com")
+    };
     let mut resolved = resolve::resolve(
         &rows(
             vec![with_certname, plain, blank_certname, bad_name, duplicate],

@@ -1,10 +1,8 @@
 //! The host directory against the real Foreman dump on the replica:
 //! precedence checked against what real Foreman's ENC answered, parameters
 //! written as Foreman writes them (hostile names and values included), the
-//! rendered answer evaluated in real shells.
-
-use std::io::Write;
-use std::process::{Command, Stdio};
+//! rendered answer evaluated in real shells; and, without a database, an
+//! answer of hostile values evaluated in sh, dash and bash byte for byte.
 
 use pvc_bridge::answer::{Answer, AnswerKey};
 use pvc_bridge::enc::Value;
@@ -231,7 +229,7 @@ async fn directory_from_the_replica_resolves_flags_pools_and_refuses_hostile_nam
     let script = answer.to_shell();
     let keys: Vec<&AnswerKey> = answer.iter().map(|(k, _)| k).collect();
     for shell in ["sh", "bash"] {
-        let values = eval_in(shell, &script, &keys);
+        let values = support::eval_in(shell, &script, &keys);
         let expected: Vec<&str> = answer.iter().map(|(_, v)| v).collect();
         let got: Vec<String> = values
             .iter()
@@ -251,37 +249,67 @@ async fn directory_from_the_replica_resolves_flags_pools_and_refuses_hostile_nam
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-/// `eval`s `script` in `shell` and prints each key's value NUL-separated.
-fn eval_in(shell: &str, script: &str, keys: &[&AnswerKey]) -> Vec<Vec<u8>> {
-    let mut printer = String::from("eval \"$(cat)\" || exit 99; ");
-    for key in keys {
-        printer.push_str(&format!("printf '%s\\000' \"${key}\"; "));
+/// Values no shell may interpret: each must come back byte for byte.
+fn hostile_values(marker: &str) -> Vec<String> {
+    vec![
+        String::new(),
+        "'".into(),
+        "''".into(),
+        "'\\''".into(),
+        "\"".into(),
+        "it's a \"test\"".into(),
+        format!("$(touch {marker})"),
+        format!("`touch {marker}`"),
+        format!("'; touch {marker}; '"),
+        format!("'$(touch {marker})'"),
+        format!("\"; touch {marker}; \""),
+        format!("x\ntouch {marker}\n"),
+        format!("x'\ntouch {marker}\n'"),
+        "${HOME} $HOME $$ $? $0 $1 $@ $* ${#}".into(),
+        "\\".into(),
+        "\\'".into(),
+        "back\\slash\\n\\t\\\\".into(),
+        "%s %d %% %n".into(),
+        "; | & && || > < >> << <<< ( ) { } [ ] * ? ~ ! #".into(),
+        "tab\there\r\ncrlf".into(),
+        "\n\nleading and trailing newlines\n\n".into(),
+        "ünïcödé ☃ snowman, 中文, emoji 🦀".into(),
+        "\u{1b}[31mred\u{1b}[0m \u{7f} \u{1}".into(),
+        "-n".into(),
+        "-e \\n".into(),
+        "a=b c=d".into(),
+        "'\"'\"'".into(),
+        "x".repeat(100_000),
+    ]
+}
+
+#[test]
+fn an_answer_evaluated_in_a_real_shell_yields_exactly_its_values_and_runs_nothing() {
+    let dir = std::env::temp_dir().join(format!("pvc-answer-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let marker = dir.join("pwned");
+    let marker_text = marker.to_str().unwrap();
+    let values = hostile_values(marker_text);
+    let mut answer = Answer::new();
+    let mut keys = Vec::new();
+    for (i, value) in values.iter().enumerate() {
+        let k = format!("V{i}");
+        answer.push(k.parse().unwrap(), value.clone());
+        keys.push(k);
     }
-    let mut child = Command::new(shell)
-        .arg("-c")
-        .arg(printer)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("shell");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(script.as_bytes())
-        .unwrap();
-    let output = child.wait_with_output().unwrap();
-    assert!(
-        output.status.success() && output.stderr.is_empty(),
-        "{shell}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let mut values: Vec<Vec<u8>> = output
-        .stdout
-        .split(|b| *b == 0)
-        .map(<[u8]>::to_vec)
-        .collect();
-    assert_eq!(values.pop(), Some(Vec::new()));
-    values
+    let script = answer.to_shell();
+    for shell in ["sh", "dash", "bash"] {
+        let got = support::eval_in(shell, &script, &keys);
+        assert_eq!(got.len(), values.len(), "{shell}");
+        for (value, got) in values.iter().zip(&got) {
+            assert_eq!(
+                String::from_utf8_lossy(got),
+                *value,
+                "{shell} changed the value"
+            );
+            assert_eq!(got, value.as_bytes(), "{shell}: bytes differ");
+        }
+        assert!(!marker.exists(), "{shell} ran a command from a value");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -110,3 +110,49 @@ pub async fn write_and_replicate(db: &TestDb, sql: &str) {
         .await
         .expect("replica caught up");
 }
+
+/// `eval`s `script` in a real `shell` (sh, dash, bash, …), then reads back
+/// each variable in `keys`: its value byte for byte (printf %s passes every
+/// byte but NUL through), in order. The shell must succeed and say nothing
+/// on stderr.
+pub fn eval_in(shell: &str, script: &str, keys: &[impl AsRef<str>]) -> Vec<Vec<u8>> {
+    use std::io::Write as _;
+    use std::process::{Command, Stdio};
+
+    let mut printer = String::from("eval \"$(cat)\" || exit 99; ");
+    for key in keys {
+        printer.push_str(&format!("printf '%s\\000' \"${}\"; ", key.as_ref()));
+    }
+    let mut child = Command::new(shell)
+        .arg("-c")
+        .arg(printer)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {shell}: {e}"));
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(script.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "{shell} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        output.stderr.is_empty(),
+        "{shell} complained: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let mut values: Vec<Vec<u8>> = output
+        .stdout
+        .split(|b| *b == 0)
+        .map(<[u8]>::to_vec)
+        .collect();
+    assert_eq!(values.pop(), Some(Vec::new()), "output ends with a NUL");
+    values
+}
