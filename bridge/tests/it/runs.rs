@@ -2,13 +2,12 @@
 //! sharing one primary (leases) and reading one replica (hosts).
 
 use std::collections::HashMap;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use pvc_bridge::config::{self, Config};
 use pvc_testkit::cluster::{self, TestDb};
 
-use crate::support::{foreman_db, golden_hosts, write_and_replicate, TestBridge};
+use crate::support::{eval_in, foreman_db, golden_hosts, write_and_replicate, TestBridge};
 
 /// A bridge configuration with a `[scheduler]` section (servers are a list
 /// of tables, which only a file can hold).
@@ -60,33 +59,11 @@ async fn start(config: Config) -> TestBridge {
     bridge
 }
 
-/// `KEY='value'` lines → pairs, by evaluating them in a real `sh`.
+/// The values of `keys` after evaluating `answer` in a real `sh`.
 fn eval_in_sh(answer: &str, keys: &[&str]) -> Vec<String> {
-    let mut script = String::from("eval \"$(cat)\"\n");
-    for key in keys {
-        script.push_str(&format!("printf '%s\\0' \"${key}\"\n"));
-    }
-    let mut child = Command::new("sh")
-        .arg("-c")
-        .arg(&script)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("sh");
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(answer.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().expect("sh output");
-    assert!(out.status.success());
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .split('\0')
-        .take(keys.len())
-        .map(str::to_owned)
+    eval_in("sh", answer, keys)
+        .into_iter()
+        .map(|v| String::from_utf8(v).expect("UTF-8 values"))
         .collect()
 }
 
