@@ -54,12 +54,7 @@ pub async fn render(state: web::Data<AppState>) -> HttpResponse {
             relaxed(&db.replica_errors),
         ),
     ];
-    for (name, help, value) in counters {
-        let _ = writeln!(
-            out,
-            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
-        );
-    }
+    write_counters(&mut out, &counters);
     let _ = writeln!(
         out,
         "# HELP pvc_bridge_database_checkouts_total Connections taken from a pool.\n\
@@ -190,12 +185,7 @@ fn render_runs(state: &AppState, out: &mut String) {
             relaxed(&runs.directory_loads),
         ),
     ];
-    for (name, help, value) in counters {
-        let _ = writeln!(
-            out,
-            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
-        );
-    }
+    write_counters(out, &counters);
     let _ = writeln!(
         out,
         "# HELP pvc_bridge_hosts Hosts in the directory.\n# TYPE pvc_bridge_hosts gauge\npvc_bridge_hosts {}",
@@ -296,4 +286,14 @@ fn escape_label(value: &str) -> String {
         .replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
+}
+
+/// Plain counters: name, help, value.
+fn write_counters(out: &mut String, counters: &[(&str, &str, u64)]) {
+    for (name, help, value) in counters {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+        );
+    }
 }

@@ -47,6 +47,18 @@ async fn migrated_db(hint: &str) -> TestDb {
     db
 }
 
+/// A fresh migrated database and a bridge on it with the static server and
+/// `extra` lines in `[scheduler]`.
+async fn start_static(hint: &str, extra: &str) -> (TestDb, TestBridge) {
+    let db = migrated_db(hint).await;
+    let toml = STATIC_SERVER.replace(
+        "fact_interval_secs = 0",
+        &format!("fact_interval_secs = 0\n{extra}"),
+    );
+    let bridge = start(config_with(&db, &toml, hint)).await;
+    (db, bridge)
+}
+
 async fn start(config: Config) -> TestBridge {
     let bridge = TestBridge::start(config).await;
     bridge.bridge.runs.start().expect("run service");
@@ -148,8 +160,7 @@ fn sql_literal(s: &str) -> String {
 
 #[actix_web::test]
 async fn unknown_and_malformed_hosts_get_no_run_and_a_reason() {
-    let db = migrated_db("runs_unknown").await;
-    let bridge = start(config_with(&db, STATIC_SERVER, "unknown")).await;
+    let (_db, bridge) = start_static("runs_unknown", "").await;
     let (status, _, body) = bridge.get("/host/nosuch.example.com").await;
     assert_eq!(status, 404);
     assert_eq!(value_of(&body, "PVC_RETURN"), "1");
@@ -193,12 +204,7 @@ async fn report(
 
 #[actix_web::test]
 async fn a_report_releases_the_lease_and_an_unreported_lease_expires() {
-    let db = migrated_db("runs_lease").await;
-    let toml = format!("{STATIC_SERVER}\n").replace(
-        "fact_interval_secs = 0",
-        "fact_interval_secs = 0\nlease_secs = 2",
-    );
-    let bridge = start(config_with(&db, &toml, "lease")).await;
+    let (db, bridge) = start_static("runs_lease", "lease_secs = 2").await;
     let host = golden_hosts()[1].clone();
     let first = poll(&bridge, &host, true).await;
     assert_eq!(value_of(&first, "PVC_RUN"), "1", "{first}");
@@ -270,8 +276,7 @@ async fn a_report_releases_the_lease_and_an_unreported_lease_expires() {
 
 #[actix_web::test]
 async fn bad_reports_get_a_reason_and_change_nothing() {
-    let db = migrated_db("runs_badreport").await;
-    let bridge = start(config_with(&db, STATIC_SERVER, "badreport")).await;
+    let (db, bridge) = start_static("runs_badreport", "").await;
     let host = golden_hosts()[2].clone();
     let (status, body) = report(&bridge, &host, serde_json::json!({"exit_code": 999})).await;
     assert_eq!(status, 400);
@@ -317,12 +322,11 @@ async fn bad_reports_get_a_reason_and_change_nothing() {
 
 #[actix_web::test]
 async fn forced_run_budget_holds() {
-    let db = migrated_db("runs_budget").await;
-    let toml = STATIC_SERVER.replace(
-        "fact_interval_secs = 0",
-        "fact_interval_secs = 0\nforced_runs_burst = 2\nforced_runs_per_hour = 0.001",
-    );
-    let bridge = start(config_with(&db, &toml, "budget")).await;
+    let (_db, bridge) = start_static(
+        "runs_budget",
+        "forced_runs_burst = 2\nforced_runs_per_hour = 0.001",
+    )
+    .await;
     let host = golden_hosts()[3].clone();
     for i in 0..2 {
         let answer = poll(&bridge, &host, true).await;
@@ -589,8 +593,7 @@ jrubies = 1
 /// (not all at once), and its progress counts the reports.
 #[actix_web::test]
 async fn a_converge_request_runs_every_host_within_its_deadline() {
-    let db = migrated_db("runs_converge").await;
-    let bridge = start(config_with(&db, STATIC_SERVER, "converge")).await;
+    let (_db, bridge) = start_static("runs_converge", "").await;
     let hosts: Vec<String> = golden_hosts().into_iter().take(12).collect();
     let response = bridge
         .http
@@ -671,8 +674,7 @@ async fn a_converge_request_runs_every_host_within_its_deadline() {
 
 #[actix_web::test]
 async fn explain_tells_why() {
-    let db = migrated_db("runs_explain").await;
-    let bridge = start(config_with(&db, STATIC_SERVER, "explain")).await;
+    let (_db, bridge) = start_static("runs_explain", "").await;
     let host = golden_hosts()[5].clone();
     let (status, _, body) = bridge.get(&format!("/admin/explain/{host}")).await;
     assert_eq!(status, 200, "{body}");
@@ -691,12 +693,7 @@ async fn explain_tells_why() {
 /// (the tables' fingerprint changed); nothing changes when nothing did.
 #[actix_web::test]
 async fn a_flag_set_in_foreman_reaches_the_answer_at_the_next_refresh() {
-    let db = migrated_db("runs_refresh").await;
-    let toml = STATIC_SERVER.replace(
-        "fact_interval_secs = 0",
-        "fact_interval_secs = 0\nhosts_refresh_secs = 1",
-    );
-    let bridge = start(config_with(&db, &toml, "refresh")).await;
+    let (db, bridge) = start_static("runs_refresh", "hosts_refresh_secs = 1").await;
     let host = golden_hosts()[7].clone();
     let before = poll(&bridge, &host, false).await;
     assert!(!before.contains("FACTER_UPDATE_FLAG"), "{before}");
