@@ -23,6 +23,7 @@
 #
 # Knobs (environment): BIG_FLEET=100000 DURATION=10s CONNS=64 REPEATS=5
 # HOST_RATE=2000 RATE_DURATION=60s SERVERS=4 JRUBIES=24 PROFILE_DURATION=35s
+# FOREMAN_EDIT_SECS=10
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -38,13 +39,43 @@ RATE_DURATION=${RATE_DURATION:-60s}
 SERVERS=${SERVERS:-4}              # static puppetservers in the configuration
 JRUBIES=${JRUBIES:-24}             # JRubies of each
 PROFILE_DURATION=${PROFILE_DURATION:-35s}  # perf record under /host load (open loop); 0 skips it
+# A live Foreman saves hosts all the time (fact uploads, report imports,
+# edits), so the bridge's check every hosts_refresh_secs (30 s) finds its
+# tables changed and rebuilds the directory. Every FOREMAN_EDIT_SECS one host's
+# updated_at moves on the primary, as such a save would; 0: a Foreman where
+# nothing changes (the bridge then rebuilds only every tenth check).
+FOREMAN_EDIT_SECS=${FOREMAN_EDIT_SECS:-10}
 
 # shellcheck source=bench/lib.sh
 . bench/lib.sh
 bench_start host
-machine_facts BIG_FLEET DURATION CONNS REPEATS HOST_RATE RATE_DURATION SERVERS JRUBIES PROFILE_DURATION
+machine_facts BIG_FLEET DURATION CONNS REPEATS HOST_RATE RATE_DURATION SERVERS JRUBIES PROFILE_DURATION \
+  FOREMAN_EDIT_SECS
 
 # == Helpers of this benchmark (the shared ones are in bench/lib.sh) ==
+# foreman_edits: in the background until the run ends, one host saved every
+# FOREMAN_EDIT_SECS (see above); each save is logged in foreman-edits.txt.
+EDITS_PID=
+foreman_edits() {
+  [ "$FOREMAN_EDIT_SECS" != 0 ] || return 0
+  (
+    # (and never outlives this script)
+    while sleep "$FOREMAN_EDIT_SECS" && kill -0 $$ 2>/dev/null; do
+      "$PSQL" "$PVC_DATABASE__PRIMARY" -X -q -A -t -c \
+        "UPDATE hosts SET updated_at = now() WHERE id = (SELECT min(id) FROM hosts) RETURNING extract(epoch FROM now())" \
+        >>"$RUN_DIR/foreman-edits.txt" 2>&1 || true
+    done
+  ) &
+  EDITS_PID=$!
+  BACKGROUND_PIDS="$BACKGROUND_PIDS $EDITS_PID"
+}
+stop_foreman_edits() {
+  if [ -n "$EDITS_PID" ]; then
+    kill "$EDITS_PID" 2>/dev/null || true
+    wait "$EDITS_PID" 2>/dev/null || true
+    EDITS_PID=
+  fi
+}
 primary_cpu() { python3 bench/cpu.py "$BRIDGE_PID" "$(head -n1 "$PG_DIR/primary/postmaster.pid")"; }
 # measure NAME ARGS...: one oha run with /metrics, CPU (bridge, replica,
 # primary, oha, the whole machine) and wall-clock time saved before and after it. FORMAT (default
@@ -109,6 +140,7 @@ fact loaded_rss_kb "$(proc_kb VmRSS)"
 fact loaded_hwm_kb "$(proc_kb VmHWM)"
 malloc_stats loaded host
 
+foreman_edits
 sed "s|^|$BASE/host?fqdn=|" "$RUN_DIR/hosts-big.txt" >"$RUN_DIR/urls-host.txt"
 # One answer as an agent sees it (this poll may be granted: it is one more).
 curl -fsS "$BASE/host?fqdn=$(head -n1 "$RUN_DIR/hosts-big.txt")" >"$RUN_DIR/answer-sample.txt"
@@ -172,5 +204,6 @@ if [ "$PROFILE_DURATION" != 0 ] && command -v perf >/dev/null; then
     perf_report --time "$span" --sort dso >"$RUN_DIR/profile-reload-dso.txt"
   fi
 fi
+stop_foreman_edits
 stop_bridge
 bench_report

@@ -89,7 +89,11 @@ stop_bridge() {
     BRIDGE_PID=
   fi
 }
+# Background helpers a benchmark started (their pids): stopped on exit too.
+BACKGROUND_PIDS=
 cleanup() {
+  local pid
+  for pid in $BACKGROUND_PIDS; do kill "$pid" 2>/dev/null || true; done
   stop_bridge
   [ -z "${PVC_PG:-}" ] || "$PVC_PG" down --dir "$PG_DIR" >/dev/null 2>&1 || true
   rm -rf "$TMP"
