@@ -376,17 +376,31 @@ impl RunService {
     ) -> anyhow::Result<()> {
         let started = std::time::Instant::now();
         let (directory, report) = hosts::load_directory(client, &self.flags).await?;
-        {
+        // Polls wait on the scheduler's lock: update it in slices, never
+        // 100K hosts at once.
+        const SLICE: usize = 2_000;
+        let infos: Vec<&Arc<HostInfo>> = directory.iter().collect();
+        for slice in infos.chunks(SLICE) {
             let mut scheduler = self.scheduler();
-            for info in directory.iter() {
+            for info in slice {
                 scheduler.upsert_host(info.certname.as_str(), self.pool_of(info));
             }
-            let retired = scheduler.retire_hosts_except(|c| directory.get(c).is_some());
-            // Hand speeds follow the new host counts at once.
-            scheduler.tick(self.clock.now());
-            if retired > 0 {
-                tracing::info!(retired, "hosts gone from Foreman no longer scheduled");
+        }
+        let mut retired = 0;
+        let known = self.scheduler().host_count();
+        for start in (0..known).step_by(SLICE) {
+            let mut scheduler = self.scheduler();
+            for ix in start..(start + SLICE).min(known) {
+                let ix = ix as HostIx;
+                if directory.get(scheduler.certname(ix)).is_none() && scheduler.retire(ix) {
+                    retired += 1;
+                }
             }
+        }
+        // Hand speeds follow the new host counts at once.
+        self.scheduler().tick(self.clock.now());
+        if retired > 0 {
+            tracing::info!(retired, "hosts gone from Foreman no longer scheduled");
         }
         tracing::debug!(
             hosts = directory.len(),
@@ -394,11 +408,15 @@ impl RunService {
             ?report,
             "host directory loaded"
         );
-        *self.directory.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(directory);
-        self.extra
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .clear();
+        let old = std::mem::replace(
+            &mut *self.directory.write().unwrap_or_else(|e| e.into_inner()),
+            Arc::new(directory),
+        );
+        // Freeing 100K entries takes tens of milliseconds: not under the
+        // lock every poll reads.
+        drop(old);
+        let old_extra = std::mem::take(&mut *self.extra.write().unwrap_or_else(|e| e.into_inner()));
+        drop(old_extra);
         self.loaded.store(true, Ordering::Relaxed);
         *self.fingerprint.lock().unwrap_or_else(|e| e.into_inner()) = (fingerprint, 0);
         self.stats.directory_loads.fetch_add(1, Ordering::Relaxed);

@@ -454,18 +454,16 @@ impl Scheduler {
         ix
     }
 
-    /// Hosts no longer in Foreman stop counting in their pool (their index
-    /// stays; `upsert_host` brings them back).
-    pub fn retire_hosts_except(&mut self, keep: impl Fn(&str) -> bool) -> usize {
-        let mut retired = 0;
-        for host in &mut self.hosts {
-            if !host.retired && !keep(&host.certname) {
-                host.retired = true;
-                self.pools[host.pool as usize].hosts -= 1;
-                retired += 1;
-            }
+    /// A host no longer in Foreman stops counting in its pool (its index
+    /// stays; `upsert_host` brings it back). `false` if it already had.
+    pub fn retire(&mut self, ix: HostIx) -> bool {
+        let host = &mut self.hosts[ix as usize];
+        if host.retired {
+            return false;
         }
-        retired
+        host.retired = true;
+        self.pools[host.pool as usize].hosts -= 1;
+        true
     }
 
     pub fn host_ix(&self, certname: &str) -> Option<HostIx> {
@@ -1383,8 +1381,10 @@ mod tests {
         for i in 0..10 {
             s.upsert_host(&format!("h{i}.example.com"), "dc1");
         }
-        let gone = s.retire_hosts_except(|c| c != "h3.example.com" && c != "h4.example.com");
-        assert_eq!(gone, 2);
+        for name in ["h3.example.com", "h4.example.com"] {
+            assert!(s.retire(s.host_ix(name).unwrap()));
+        }
+        assert!(!s.retire(s.host_ix("h3.example.com").unwrap()), "once");
         s.tick(start);
         assert_eq!(s.stats().pools[0].hosts, 8);
         s.upsert_host("h3.example.com", "dc1");

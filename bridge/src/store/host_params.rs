@@ -55,16 +55,22 @@ macro_rules! param_columns {
     };
 }
 
-/// A cheap summary of the tables the directory is built from (row counts
-/// and newest `updated_at`): unchanged, the directory need not be rebuilt.
-/// Rails bumps `updated_at` on every save; a raw SQL edit that does not is
-/// caught by the periodic full reload.
+/// A summary of exactly what the directory is built from: a digest of the
+/// hosts' and primary interfaces' columns it reads (Foreman saves hosts all
+/// the time — `last_report`, facts — so their `updated_at` would change
+/// at every check), and counts plus newest `updated_at` of parameters,
+/// hostgroups and taxonomies (saved only when edited). Unchanged, the
+/// directory need not be rebuilt; a raw SQL edit that leaves `updated_at`
+/// alone is caught by the periodic full rebuild.
 const FINGERPRINT: &str = "SELECT concat_ws('|', \
-     (SELECT count(*) || '/' || coalesce(max(updated_at)::text, '') FROM hosts), \
+     (SELECT md5(coalesce(string_agg(concat_ws(',', id, name, certname, hostgroup_id, \
+             organization_id, location_id, operatingsystem_id), ';' ORDER BY id), '')) \
+        FROM hosts WHERE type = 'Host::Managed'), \
+     (SELECT md5(coalesce(string_agg(concat_ws(',', id, host_id, identifier, domain_id, \
+             subnet_id, subnet6_id), ';' ORDER BY id), '')) FROM nics WHERE \"primary\"), \
      (SELECT count(*) || '/' || coalesce(max(updated_at)::text, '') FROM parameters), \
      (SELECT count(*) || '/' || coalesce(max(updated_at)::text, '') FROM hostgroups), \
-     (SELECT count(*) || '/' || coalesce(max(updated_at)::text, '') FROM taxonomies), \
-     (SELECT count(*) || '/' || coalesce(max(updated_at)::text, '') FROM nics))";
+     (SELECT count(*) || '/' || coalesce(max(updated_at)::text, '') FROM taxonomies))";
 
 /// The fingerprint of the directory's tables now.
 pub async fn fingerprint(client: &Client) -> Result<String, ReadError> {
