@@ -39,11 +39,11 @@ RATE_DURATION=${RATE_DURATION:-60s}
 SERVERS=${SERVERS:-4}              # static puppetservers in the configuration
 JRUBIES=${JRUBIES:-24}             # JRubies of each
 PROFILE_DURATION=${PROFILE_DURATION:-35s}  # perf record under /host load (open loop); 0 skips it
-# A live Foreman saves hosts all the time (fact uploads, report imports,
-# edits), so the bridge's check every hosts_refresh_secs (30 s) finds its
-# tables changed and rebuilds the directory. Every FOREMAN_EDIT_SECS one host's
-# updated_at moves on the primary, as such a save would; 0: a Foreman where
-# nothing changes (the bridge then rebuilds only every tenth check).
+# The bridge rebuilds its directory when a check (every hosts_refresh_secs,
+# 30 s) finds what it reads changed. To measure polls during rebuilds, every
+# FOREMAN_EDIT_SECS one parameter is saved on the primary (as an edit in
+# Foreman would), so every check rebuilds; 0: a Foreman where nothing the
+# directory reads changes (the bridge then rebuilds only every tenth check).
 FOREMAN_EDIT_SECS=${FOREMAN_EDIT_SECS:-10}
 
 # shellcheck source=bench/lib.sh
@@ -53,7 +53,7 @@ machine_facts BIG_FLEET DURATION CONNS REPEATS HOST_RATE RATE_DURATION SERVERS J
   FOREMAN_EDIT_SECS
 
 # == Helpers of this benchmark (the shared ones are in bench/lib.sh) ==
-# foreman_edits: in the background until the run ends, one host saved every
+# foreman_edits: in the background until the run ends, one parameter saved every
 # FOREMAN_EDIT_SECS (see above); each save is logged in foreman-edits.txt.
 EDITS_PID=
 foreman_edits() {
@@ -62,7 +62,7 @@ foreman_edits() {
     # (and never outlives this script)
     while sleep "$FOREMAN_EDIT_SECS" && kill -0 $$ 2>/dev/null; do
       "$PSQL" "$PVC_DATABASE__PRIMARY" -X -q -A -t -c \
-        "UPDATE hosts SET updated_at = now() WHERE id = (SELECT min(id) FROM hosts) RETURNING extract(epoch FROM now())" \
+        "UPDATE parameters SET updated_at = now() WHERE id = (SELECT min(id) FROM parameters) RETURNING extract(epoch FROM now())" \
         >>"$RUN_DIR/foreman-edits.txt" 2>&1 || true
     done
   ) &

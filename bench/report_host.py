@@ -313,9 +313,9 @@ def render(run):
     if "param_FOREMAN_EDIT_SECS" in f:
         edit = int(f["param_FOREMAN_EDIT_SECS"])
         w("| Foreman activity | " + (
-            f"one host saved every {edit} s during the runs (its `updated_at` moved on the primary, as a fact "
-            "upload, report import or edit does on a live Foreman), so each check finds the tables changed and "
-            "rebuilds the directory |" if edit else
+            f"one parameter saved every {edit} s during the runs (its `updated_at` moved on the primary, as an "
+            "edit in Foreman does), so each check finds what the directory reads changed and rebuilds it: "
+            "the worst case for polls |" if edit else
             "none: the tables never change, so the directory is rebuilt only every tenth check |"))
     w(f"| fleet | **{hosts:,} hosts** (40 golden + {int(f['param_BIG_FLEET']):,} generated, `tests/fixtures/fleet`) |")
     w(f"| fleet generation | **{f['fleet_gen_s']} s** (`pvc_fleet_generate({int(f['param_BIG_FLEET'])})`, until the "
