@@ -21,6 +21,7 @@ pub mod runs;
 pub mod schedule;
 pub mod servers;
 pub mod simulate;
+pub mod spool;
 pub mod store;
 
 use std::net::TcpListener;
