@@ -228,8 +228,10 @@ fn a_bounded_spool_answers_full_and_accepts_again_after_replay() {
 #[test]
 fn concurrent_appends_lose_nothing() {
     let dir = TempDir::new();
-    let spool = Arc::new(Spool::open(config(&dir.0, 1 << 24, 4096)).unwrap());
-    let threads: Vec<_> = (0..8)
+    // Small segments: appends roll and replays delete segments while
+    // other threads write.
+    let spool = Arc::new(Spool::open(config(&dir.0, 1 << 24, 512)).unwrap());
+    let writers: Vec<_> = (0..8)
         .map(|t| {
             let spool = Arc::clone(&spool);
             std::thread::spawn(move || {
@@ -239,14 +241,17 @@ fn concurrent_appends_lose_nothing() {
             })
         })
         .collect();
-    // A replay runs beside the appends.
-    let mut seen = drain(&spool);
-    let mut appended: Vec<u64> = threads
+    // Replays run beside the appends until every writer is done.
+    let mut seen = Vec::new();
+    while !writers.iter().all(|w| w.is_finished()) {
+        seen.extend(drain(&spool));
+    }
+    let mut appended: Vec<u64> = writers
         .into_iter()
-        .flat_map(|t| t.join().unwrap())
+        .flat_map(|w| w.join().unwrap())
         .collect();
     drop(Arc::try_unwrap(spool).ok().expect("one owner"));
-    let spool = Spool::open(config(&dir.0, 1 << 24, 4096)).unwrap();
+    let spool = Spool::open(config(&dir.0, 1 << 24, 512)).unwrap();
     seen.extend(drain(&spool));
     let seqs: Vec<u64> = seen.iter().map(|r| r.seq).collect();
     assert!(seqs.windows(2).all(|w| w[0] < w[1]), "out of order");
@@ -260,6 +265,8 @@ fn concurrent_appends_lose_nothing() {
             .collect();
         assert_eq!(bodies, (0..50).map(body).collect::<Vec<_>>(), "thread {t}");
     }
+    let stats = spool.pending();
+    assert_eq!((stats.records, stats.segments, stats.disk_bytes), (0, 0, 0));
 }
 
 #[test]
@@ -303,11 +310,7 @@ fn a_crash_before_acknowledging_replays_the_record_again() {
     // leave it.
     let replayed = spool.replay(|r| {
         if r.key == "host2" {
-            std::fs::create_dir_all(&image.0).unwrap();
-            for entry in std::fs::read_dir(&dir.0).unwrap() {
-                let path = entry.unwrap().path();
-                std::fs::copy(&path, image.0.join(path.file_name().unwrap())).unwrap();
-            }
+            crash_image(&dir.0, &image.0);
         }
         Ok::<(), ()>(())
     });
@@ -318,6 +321,68 @@ fn a_crash_before_acknowledging_replays_the_record_again() {
     assert!(keys.contains(&"host2".to_string()), "{keys:?}");
     assert!(
         keys.ends_with(&["host2".into(), "host3".into(), "host4".into()]),
+        "{keys:?}"
+    );
+}
+
+/// Copies the spool directory as a crash at this instant would leave it.
+fn crash_image(dir: &Path, image: &Path) {
+    std::fs::create_dir_all(image).unwrap();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, image.join(path.file_name().unwrap())).unwrap();
+    }
+}
+
+#[test]
+fn a_crash_mid_replay_resumes_from_the_last_persisted_batch() {
+    let dir = TempDir::new();
+    let image = TempDir::new();
+    let spool = Spool::open(config(&dir.0, 1 << 24, 4096)).unwrap();
+    for i in 0..150 {
+        spool
+            .append("facts", &format!("host{i}"), &body(i))
+            .unwrap();
+    }
+    let replayed = spool.replay(|r| {
+        if r.key == "host100" {
+            crash_image(&dir.0, &image.0);
+        }
+        Ok::<(), ()>(())
+    });
+    assert_eq!(replayed.unwrap(), 150);
+
+    // The first batch was persisted: only what follows it comes back, and
+    // everything from the record in flight on.
+    let after_crash = Spool::open(config(&image.0, 1 << 24, 4096)).unwrap();
+    let keys: Vec<_> = drain(&after_crash).into_iter().map(|r| r.key).collect();
+    let expected: Vec<_> = (ACK_BATCH..150).map(|i| format!("host{i}")).collect();
+    assert_eq!(keys, expected);
+}
+
+#[test]
+fn damage_inside_an_older_segment_keeps_the_later_segments() {
+    let dir = TempDir::new();
+    let spool = Spool::open(config(&dir.0, 1 << 20, 64)).unwrap();
+    for i in 0..6 {
+        spool
+            .append("facts", &format!("host{i}"), &body(i))
+            .unwrap();
+    }
+    drop(spool);
+    let segments = segment_files(&dir.0);
+    assert!(segments.len() >= 3, "{segments:?}");
+    // Flip the last byte of the first segment's (only or last) record.
+    let mut data = std::fs::read(&segments[0]).unwrap();
+    let last = data.len() - 1;
+    data[last] ^= 0xFF;
+    std::fs::write(&segments[0], &data).unwrap();
+
+    let spool = Spool::open(config(&dir.0, 1 << 20, 64)).unwrap();
+    let keys: Vec<_> = drain(&spool).into_iter().map(|r| r.key).collect();
+    assert!(!keys.contains(&"host0".to_string()), "{keys:?}");
+    assert!(
+        keys.ends_with(&["host4".into(), "host5".into()]),
         "{keys:?}"
     );
 }
