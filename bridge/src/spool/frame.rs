@@ -10,7 +10,16 @@ pub const HEADER: usize = 8;
 /// Smallest payload: seq and the two string lengths.
 const MIN_PAYLOAD: usize = 8 + 2 + 2;
 
-/// The frame of one record, ready to be written.
+/// Largest frame the `u32` length can describe.
+pub const MAX_FRAME: u64 = HEADER as u64 + u32::MAX as u64;
+
+/// The size `encode` will produce.
+pub fn frame_len(kind: &str, key: &str, body: &[u8]) -> u64 {
+    (HEADER + MIN_PAYLOAD + kind.len() + key.len() + body.len()) as u64
+}
+
+/// The frame of one record, ready to be written. `kind` and `key` must fit
+/// a `u16` length and the frame `MAX_FRAME`.
 pub fn encode(seq: u64, kind: &str, key: &str, body: &[u8]) -> Vec<u8> {
     let payload_len = MIN_PAYLOAD + kind.len() + key.len() + body.len();
     let mut frame = Vec::with_capacity(HEADER + payload_len);
@@ -123,6 +132,10 @@ mod tests {
     #[test]
     fn a_frame_round_trips() {
         let frame = encode(7, "facts", "web01.example.com", b"{\"a\":1}");
+        assert_eq!(
+            frame.len() as u64,
+            frame_len("facts", "web01.example.com", b"{\"a\":1}")
+        );
         let mut data = frame.clone();
         data.extend_from_slice(b"next");
         match decode(&data) {

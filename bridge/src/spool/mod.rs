@@ -228,16 +228,16 @@ impl Spool {
                 });
             }
         }
+        let size = frame::frame_len(kind, key, body);
+        if size > self.config.max_bytes || size > frame::MAX_FRAME {
+            return Err(SpoolError::TooLarge {
+                size,
+                max_bytes: self.config.max_bytes.min(frame::MAX_FRAME),
+            });
+        }
         let mut inner = lock(&self.inner);
         let seq = inner.next_seq;
         let frame = frame::encode(seq, kind, key, body);
-        let size = frame.len() as u64;
-        if size > self.config.max_bytes {
-            return Err(SpoolError::TooLarge {
-                size,
-                max_bytes: self.config.max_bytes,
-            });
-        }
         let disk_bytes = inner.disk_bytes();
         if disk_bytes + size > self.config.max_bytes {
             self.full_total.fetch_add(1, Ordering::Relaxed);

@@ -151,7 +151,12 @@ fn read_cursor(dir: &Path) -> Result<u64, SpoolError> {
 /// Opens `dir` (creating it), reads the cursor and every segment, cuts off
 /// torn or damaged tails and removes segments already acknowledged.
 pub fn recover(dir: &Path) -> Result<Recovered, SpoolError> {
-    std::fs::create_dir_all(dir).map_err(io("creating the directory", dir))?;
+    if !dir.is_dir() {
+        std::fs::create_dir_all(dir).map_err(io("creating the directory", dir))?;
+        // The new directory's own name must survive a crash too.
+        let parent = dir.parent().filter(|p| !p.as_os_str().is_empty());
+        sync_dir(parent.unwrap_or(Path::new(".")))?;
+    }
     let _ = std::fs::remove_file(dir.join(CURSOR_TMP));
     let acked = read_cursor(dir)?;
     let mut names = Vec::new();

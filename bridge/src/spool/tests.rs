@@ -221,6 +221,16 @@ fn a_bounded_spool_answers_full_and_accepts_again_after_replay() {
         Err(SpoolError::TooLarge { .. })
     ));
 
+    assert!(matches!(
+        spool.append("facts", &"h".repeat(70_000), b"{}"),
+        Err(SpoolError::FieldTooLong { field: "key", .. })
+    ));
+    assert_eq!(
+        spool.pending().records,
+        accepted,
+        "a refused record was kept"
+    );
+
     assert_eq!(drain(&spool).len() as u64, accepted);
     spool.append("facts", "web01", &[7u8; 40]).unwrap();
 }
