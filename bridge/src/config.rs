@@ -62,6 +62,8 @@ pub struct RawConfig {
     pub log: LogConfig,
     #[serde(default)]
     pub scheduler: SchedulerRaw,
+    #[serde(default)]
+    pub writes: WritesRaw,
 }
 
 fn default_listen() -> String {
@@ -234,6 +236,52 @@ fn default_log_level() -> String {
     "info".into()
 }
 
+/// Fact and report uploads (`[writes]`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WritesRaw {
+    /// Larger fact or report bodies are refused with 413.
+    pub max_body_bytes: usize,
+    /// Facts left out of the facts digest (dotted paths, `*` within a
+    /// segment), so uptime and free memory do not count as a change.
+    #[serde(deserialize_with = "string_or_list")]
+    pub volatile_facts: Vec<String>,
+}
+
+impl Default for WritesRaw {
+    fn default() -> Self {
+        WritesRaw {
+            max_body_bytes: default_writes_max_body_bytes(),
+            volatile_facts: default_volatile_facts(),
+        }
+    }
+}
+
+/// 8 MiB: a large facter JSON is a few hundred KiB; base64 adds a third.
+pub fn default_writes_max_body_bytes() -> usize {
+    8 * 1024 * 1024
+}
+
+/// Facts that change on every run without anything about the host changing.
+pub fn default_volatile_facts() -> Vec<String> {
+    [
+        "_timestamp",
+        "uptime*",
+        "system_uptime",
+        "load_averages",
+        "memoryfree*",
+        "swapfree*",
+        "memory.*.available*",
+        "memory.*.used*",
+        "memory.*.capacity",
+        "mountpoints.*.available*",
+        "mountpoints.*.used*",
+        "mountpoints.*.capacity",
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}
+
 /// Run scheduling: periods, capacity, puppetservers.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -397,6 +445,7 @@ pub struct Config {
     pub enc: EncConfig,
     pub log: LogConfig,
     pub scheduler: SchedulerSettings,
+    pub writes: crate::writes::WriteSettings,
 }
 
 /// The scheduler's part of a validated configuration.
@@ -558,6 +607,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         ));
     }
     let scheduler = validate_scheduler(&raw.scheduler, &mut errors);
+    let writes = validate_writes(&raw.writes, &mut errors);
     if !errors.is_empty() {
         return Err(ConfigError(errors));
     }
@@ -574,7 +624,26 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         enc: raw.enc,
         log: raw.log,
         scheduler,
+        writes,
     })
+}
+
+fn validate_writes(raw: &WritesRaw, errors: &mut Vec<String>) -> crate::writes::WriteSettings {
+    const MAX: usize = 256 * 1024 * 1024;
+    if !(1024..=MAX).contains(&raw.max_body_bytes) {
+        errors.push(format!(
+            "writes.max_body_bytes: must be between 1024 and {MAX}"
+        ));
+    }
+    let volatile = crate::writes::VolatileFacts::new(&raw.volatile_facts)
+        .map_err(|e| errors.push(format!("writes.volatile_facts: {e}")))
+        .unwrap_or_else(|()| {
+            crate::writes::VolatileFacts::new(&[]).expect("no patterns are valid")
+        });
+    crate::writes::WriteSettings {
+        max_body_bytes: raw.max_body_bytes,
+        volatile,
+    }
 }
 
 fn validate_scheduler(raw: &SchedulerRaw, errors: &mut Vec<String>) -> SchedulerSettings {
@@ -795,5 +864,61 @@ mod tests {
     #[test]
     fn secrets_do_not_print() {
         assert_eq!(format!("{:?}", Secret::new("hunter2")), "***");
+    }
+}
+
+#[cfg(test)]
+mod writes_tests {
+    use super::*;
+
+    fn load(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let mut env = vec![(
+            "PVC_DATABASE__PRIMARY".to_owned(),
+            "postgres://pvc@db1/foreman".to_owned(),
+        )];
+        env.extend(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        load_from(None, env)
+    }
+
+    #[test]
+    fn writes_keys_come_from_the_environment() {
+        let config = load(&[
+            ("PVC_WRITES__MAX_BODY_BYTES", "4096"),
+            ("PVC_WRITES__VOLATILE_FACTS", "uptime*, a.*.b"),
+        ])
+        .expect("valid");
+        assert_eq!(config.writes.max_body_bytes, 4096);
+        assert_eq!(
+            config.writes.volatile,
+            crate::writes::VolatileFacts::new(&["uptime*".into(), "a.*.b".into()]).expect("ok")
+        );
+        let defaults = load(&[]).expect("defaults");
+        assert_eq!(defaults.writes.max_body_bytes, 8 * 1024 * 1024);
+        assert_eq!(
+            defaults.writes.volatile,
+            crate::writes::WriteSettings::default().volatile
+        );
+    }
+
+    #[test]
+    fn bad_writes_keys_are_reported() {
+        let errors = load(&[
+            ("PVC_WRITES__MAX_BODY_BYTES", "10"),
+            ("PVC_WRITES__VOLATILE_FACTS", "a..b"),
+        ])
+        .expect_err("invalid")
+        .0;
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.starts_with("writes.max_body_bytes")),
+            "{errors:?}"
+        );
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.starts_with("writes.volatile_facts")),
+            "{errors:?}"
+        );
     }
 }

@@ -23,6 +23,7 @@ pub mod servers;
 pub mod simulate;
 pub mod spool;
 pub mod store;
+pub mod writes;
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -41,6 +42,7 @@ pub struct Bridge {
     pub enc: Arc<EncService>,
     pub foreman: Option<Arc<ForemanClient>>,
     pub runs: Arc<runs::RunService>,
+    pub writes: Arc<writes::WriteSettings>,
 }
 
 impl Bridge {
@@ -66,6 +68,7 @@ impl Bridge {
             enc,
             foreman,
             runs,
+            writes: Arc::new(config.writes.clone()),
         })
     }
 
@@ -139,9 +142,11 @@ pub fn serve(
         runs: Arc::clone(&bridge.runs),
     });
     let max_body = bridge.runs.max_report_bytes();
+    let writes = actix_web::web::Data::from(Arc::clone(&bridge.writes));
     let mut server = actix_web::HttpServer::new(move || {
         actix_web::App::new()
             .app_data(state.clone())
+            .app_data(writes.clone())
             .app_data(actix_web::web::PayloadConfig::new(max_body))
             .app_data(
                 actix_web::web::PathConfig::default().error_handler(|err, _| {

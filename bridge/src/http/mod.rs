@@ -4,6 +4,7 @@
 
 mod metrics;
 mod runs;
+mod writes;
 
 use std::sync::Arc;
 
@@ -30,7 +31,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/readyz", web::get().to(readyz))
         .route("/metrics", web::get().to(metrics::render))
         .route("/admin/cache/invalidate", web::post().to(invalidate))
-        .configure(runs::configure);
+        .configure(runs::configure)
+        .configure(writes::configure);
 }
 
 /// Errors a request can end in; the only place that picks status codes.

@@ -6,6 +6,7 @@
 //!   expiry, the lease feed other bridge processes follow.
 //! - `reports`: storing an agent's report and releasing its lease.
 //! - `converges`: "these hosts must run within T" requests and their progress.
+//! - `facts`: fact and config report uploads, and check-ins.
 //!
 //! Grants and reports are each one call of a PL/pgSQL function: one round
 //! trip, atomic, and decided on the database clock so that several bridge
@@ -15,6 +16,7 @@
 //! exactly.
 
 mod converges;
+mod facts;
 mod leases;
 mod migrate;
 mod reports;
@@ -28,6 +30,9 @@ use crate::schedule::Ts;
 
 pub use converges::{
     active_converges, converge_progress, create_converge, ConvergeProgress, ConvergeRow,
+};
+pub use facts::{
+    store_config_report, store_facts, ConfigReportStored, FactsOutcome, FactsStored, NewFacts,
 };
 pub use leases::{expire_leases, grant, lease, leases_since, GrantOutcome, GrantRequest, LeaseRow};
 pub use migrate::{check_schema, migrate, schema_version, Migrated, SCHEMA_VERSION};

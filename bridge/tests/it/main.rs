@@ -9,3 +9,4 @@ mod leases;
 mod runs;
 mod status_poll;
 mod support;
+mod writes;

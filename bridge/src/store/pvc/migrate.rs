@@ -14,11 +14,18 @@ struct Migration {
 }
 
 /// In version order; a released migration is never edited, only followed.
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "scheduling",
-    sql: include_str!("migrations/0001_scheduling.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "scheduling",
+        sql: include_str!("migrations/0001_scheduling.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "writes",
+        sql: include_str!("migrations/0002_writes.sql"),
+    },
+];
 
 /// The schema version this bridge needs.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS[MIGRATIONS.len() - 1].version;

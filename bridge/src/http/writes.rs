@@ -1,0 +1,262 @@
+//! Fact and report uploads: the pvc agent's `POST /facts`, and Foreman's own
+//! `POST /api/hosts/facts` and `POST /api/config_reports` (also under
+//! `/api/v2/`), answered the way Foreman answers them so that the stock ENC
+//! script and report processor work with only their URL changed.
+//!
+//! Everything is stored on the primary (`pvc.facts`, `pvc.config_reports`,
+//! `pvc.checkins`); the bridge does not create Foreman hosts itself.
+
+use actix_web::http::header::{self, ContentType};
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpResponse, ResponseError};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::AppState;
+use crate::store::pvc::{self, NewFacts, PvcError};
+use crate::writes::{self, FactUpload, UploadError, WriteSettings};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/facts", web::post().to(facts_query))
+        .route("/facts/{certname}", web::post().to(facts_path))
+        .route("/api/hosts/facts", web::post().to(foreman_facts))
+        .route("/api/v2/hosts/facts", web::post().to(foreman_facts))
+        .route("/api/config_reports", web::post().to(foreman_report))
+        .route("/api/v2/config_reports", web::post().to(foreman_report));
+}
+
+/// How an error is rendered: plain text for the pvc endpoints, Foreman's
+/// JSON for Foreman's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Dialect {
+    Pvc,
+    Foreman,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum WriteError {
+    #[error("body larger than writes.max_body_bytes ({0} bytes)")]
+    TooLarge(usize),
+    #[error("{0}")]
+    Upload(UploadError),
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+/// An error together with how to render it.
+#[derive(Debug, thiserror::Error)]
+#[error("{error}")]
+struct Failure {
+    dialect: Dialect,
+    error: WriteError,
+}
+
+impl ResponseError for Failure {
+    fn status_code(&self) -> StatusCode {
+        match (&self.error, self.dialect) {
+            (WriteError::TooLarge(_), _) => StatusCode::PAYLOAD_TOO_LARGE,
+            (WriteError::Unavailable(_), _) => StatusCode::SERVICE_UNAVAILABLE,
+            (WriteError::Upload(_), Dialect::Pvc) => StatusCode::BAD_REQUEST,
+            // Foreman: malformed JSON is 400 (below); a payload it cannot
+            // import is 422 (`render_exception … :unprocessable_entity`).
+            (WriteError::Upload(UploadError::Json(_)), Dialect::Foreman) => StatusCode::BAD_REQUEST,
+            (WriteError::Upload(_), Dialect::Foreman) => StatusCode::UNPROCESSABLE_ENTITY,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let status = self.status_code();
+        let mut response = HttpResponse::build(status);
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response.insert_header((header::RETRY_AFTER, "5"));
+        }
+        match self.dialect {
+            Dialect::Pvc => response
+                .content_type(ContentType::plaintext())
+                .body(format!("{}\n", self.error)),
+            // Api::BaseController: a JSON parse error renders
+            // `{status: 400, error: "There was a problem in the JSON you
+            // submitted: …"}`; render_exception renders `{message: …}`.
+            Dialect::Foreman => match &self.error {
+                WriteError::Upload(UploadError::Json(reason)) => response.json(json!({
+                    "status": 400,
+                    "error": format!("There was a problem in the JSON you submitted: {reason}"),
+                })),
+                WriteError::TooLarge(_) => response.json(json!({
+                    "status": status.as_u16(),
+                    "error": self.error.to_string(),
+                })),
+                _ => response.json(json!({ "message": self.error.to_string() })),
+            },
+        }
+    }
+}
+
+fn fail(dialect: Dialect) -> impl Fn(WriteError) -> Failure {
+    move |error| Failure { dialect, error }
+}
+
+/// The body, refused above `writes.max_body_bytes`.
+async fn body(
+    settings: &WriteSettings,
+    payload: web::Payload,
+    dialect: Dialect,
+) -> Result<web::Bytes, Failure> {
+    let limit = settings.max_body_bytes;
+    match payload.to_bytes_limited(limit).await {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(error)) => Err(fail(dialect)(WriteError::Upload(UploadError::Invalid(
+            format!("reading the body: {error}"),
+        )))),
+        Err(_) => Err(fail(dialect)(WriteError::TooLarge(limit))),
+    }
+}
+
+fn unavailable(error: impl std::fmt::Display) -> WriteError {
+    WriteError::Unavailable(error.to_string())
+}
+
+async fn store(
+    state: &AppState,
+    settings: &WriteSettings,
+    upload: &FactUpload,
+    source: &str,
+) -> Result<pvc::FactsStored, WriteError> {
+    let prepared = writes::prepare_facts(upload, &settings.volatile);
+    let client = state.db.write().await.map_err(unavailable)?;
+    let stored = pvc::store_facts(
+        &client,
+        &NewFacts {
+            certname: upload.certname.as_str(),
+            facts_json: &prepared.facts_json,
+            stable_json: &prepared.stable_json,
+            source,
+            received: None,
+        },
+    )
+    .await
+    .map_err(|error| {
+        tracing::error!(host.certname = %upload.certname, %error, "facts not stored");
+        match error {
+            PvcError::Invalid(m) => WriteError::Upload(UploadError::Invalid(m)),
+            other => unavailable(other),
+        }
+    })?;
+    tracing::debug!(
+        host.certname = %upload.certname,
+        outcome = stored.outcome.as_str(),
+        source,
+        "facts stored"
+    );
+    Ok(stored)
+}
+
+fn stored_json(upload: &FactUpload, stored: &pvc::FactsStored) -> serde_json::Value {
+    json!({
+        "stored": true,
+        "certname": upload.certname.as_str(),
+        "outcome": stored.outcome.as_str(),
+        "digest": stored.digest,
+        "digest_changed": stored.outcome.digest_changed(),
+        "received_ms": stored.received.0,
+        "digest_changed_ms": stored.digest_changed.0,
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FactsQuery {
+    fqdn: Option<String>,
+}
+
+async fn facts_query(
+    state: web::Data<AppState>,
+    settings: web::Data<WriteSettings>,
+    query: web::Query<FactsQuery>,
+    payload: web::Payload,
+) -> Result<HttpResponse, Failure> {
+    let name = query.into_inner().fqdn.ok_or_else(|| {
+        fail(Dialect::Pvc)(WriteError::Upload(UploadError::Invalid(
+            "fqdn=<certname> is required".into(),
+        )))
+    })?;
+    facts(&state, &settings, &name, payload).await
+}
+
+async fn facts_path(
+    state: web::Data<AppState>,
+    settings: web::Data<WriteSettings>,
+    certname: web::Path<String>,
+    payload: web::Payload,
+) -> Result<HttpResponse, Failure> {
+    facts(&state, &settings, &certname, payload).await
+}
+
+/// `POST /facts/<certname>`: facter JSON or the original agent's base64.
+async fn facts(
+    state: &AppState,
+    settings: &WriteSettings,
+    name: &str,
+    payload: web::Payload,
+) -> Result<HttpResponse, Failure> {
+    let fail = fail(Dialect::Pvc);
+    let bytes = body(settings, payload, Dialect::Pvc).await?;
+    let upload = writes::parse_facts_body(name, &bytes).map_err(|e| fail(WriteError::Upload(e)))?;
+    let stored = store(state, settings, &upload, "facts")
+        .await
+        .map_err(fail)?;
+    Ok(HttpResponse::Ok().json(stored_json(&upload, &stored)))
+}
+
+/// `POST /api/hosts/facts`. Foreman answers 201 with the host (`name`,
+/// `id`, `display_name`, …) after importing; the bridge stores the facts and
+/// answers 201 with the host's name and what was stored: it has no Foreman
+/// host id to give (the host may not exist in Foreman yet).
+async fn foreman_facts(
+    state: web::Data<AppState>,
+    settings: web::Data<WriteSettings>,
+    payload: web::Payload,
+) -> Result<HttpResponse, Failure> {
+    let fail = fail(Dialect::Foreman);
+    let bytes = body(&settings, payload, Dialect::Foreman).await?;
+    let upload = writes::parse_foreman_facts(&bytes).map_err(|e| fail(WriteError::Upload(e)))?;
+    let stored = store(&state, &settings, &upload, "foreman")
+        .await
+        .map_err(fail)?;
+    let mut answer = stored_json(&upload, &stored);
+    answer["name"] = json!(upload.certname.as_str());
+    answer["display_name"] = json!(upload.certname.as_str());
+    Ok(HttpResponse::Created().json(answer))
+}
+
+/// `POST /api/config_reports`: Foreman answers 201 with the report
+/// (`Api::V2::ConfigReportsController#create` → `process_response`); the
+/// bridge answers 201 with the stored report's id and what was sent.
+async fn foreman_report(
+    state: web::Data<AppState>,
+    settings: web::Data<WriteSettings>,
+    payload: web::Payload,
+) -> Result<HttpResponse, Failure> {
+    let fail = fail(Dialect::Foreman);
+    let bytes = body(&settings, payload, Dialect::Foreman).await?;
+    let upload = writes::parse_config_report(&bytes).map_err(|e| fail(WriteError::Upload(e)))?;
+    let report = serde_json::Value::Object(upload.report);
+    let canonical = writes::canonical_json(&report);
+    let client = state.db.write().await.map_err(|e| fail(unavailable(e)))?;
+    let stored = pvc::store_config_report(&client, upload.certname.as_str(), &canonical, None)
+        .await
+        .map_err(|error| {
+            tracing::error!(host.certname = %upload.certname, %error, "config report not stored");
+            fail(unavailable(error))
+        })?;
+    tracing::debug!(host.certname = %upload.certname, report_id = stored.id, replay = stored.replay, "config report stored");
+    Ok(HttpResponse::Created().json(json!({
+        "id": stored.id,
+        "host_name": upload.certname.as_str(),
+        "reported_at": upload.reported_at,
+        "status": report.get("status"),
+        "metrics": report.get("metrics"),
+        "stored": true,
+        "replay": stored.replay,
+    })))
+}

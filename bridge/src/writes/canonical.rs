@@ -1,0 +1,213 @@
+//! The canonical form of a fact set: volatile facts removed, object keys
+//! sorted at every level, compact JSON. Two uploads whose canonical forms are
+//! equal carry the same facts as far as Foreman and the ENC are concerned, so
+//! the digest over it does not flap with uptime or free memory.
+
+use serde_json::{Map, Value};
+
+/// Patterns of facts left out of the digest: dotted paths whose segments may
+/// hold `*` (any run of characters, never crossing a dot). A pattern matches
+/// a fact and removes its whole subtree: `memory.*.available*` removes
+/// `memory.system.available` and `memory.system.available_bytes`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolatileFacts {
+    patterns: Vec<Vec<String>>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("volatile fact pattern {pattern:?}: {reason}")]
+pub struct PatternError {
+    pub pattern: String,
+    pub reason: &'static str,
+}
+
+impl VolatileFacts {
+    pub fn new(patterns: &[String]) -> Result<VolatileFacts, PatternError> {
+        let mut parsed = Vec::with_capacity(patterns.len());
+        for pattern in patterns {
+            let error = |reason| PatternError {
+                pattern: pattern.clone(),
+                reason,
+            };
+            if pattern.trim() != pattern || pattern.is_empty() {
+                return Err(error("empty or padded with spaces"));
+            }
+            let segments: Vec<String> = pattern.split('.').map(str::to_owned).collect();
+            if segments.iter().any(String::is_empty) {
+                return Err(error("an empty segment (two dots, or a dot at an end)"));
+            }
+            parsed.push(segments);
+        }
+        Ok(VolatileFacts { patterns: parsed })
+    }
+
+    /// Whether the fact at `path` (its keys from the top) is volatile.
+    fn matches(&self, path: &[&str]) -> bool {
+        self.patterns.iter().any(|pattern| {
+            pattern.len() == path.len()
+                && pattern
+                    .iter()
+                    .zip(path)
+                    .all(|(glob, key)| glob_match(glob.as_bytes(), key.as_bytes()))
+        })
+    }
+
+    /// The longest pattern: deeper keys cannot match, so need no check.
+    fn depth(&self) -> usize {
+        self.patterns.iter().map(Vec::len).max().unwrap_or(0)
+    }
+}
+
+/// `*` matches any run of bytes; everything else matches itself.
+fn glob_match(glob: &[u8], text: &[u8]) -> bool {
+    match glob.split_first() {
+        None => text.is_empty(),
+        Some((b'*', rest)) => (0..=text.len()).any(|skip| glob_match(rest, &text[skip..])),
+        Some((c, rest)) => text.first() == Some(c) && glob_match(rest, &text[1..]),
+    }
+}
+
+/// `facts` without the volatile ones (a copy; objects only are walked, an
+/// array's elements have no fact names).
+pub fn stable_facts(facts: &Map<String, Value>, volatile: &VolatileFacts) -> Map<String, Value> {
+    let mut path = Vec::new();
+    strip(facts, volatile, volatile.depth(), &mut path)
+}
+
+fn strip<'a>(
+    object: &'a Map<String, Value>,
+    volatile: &VolatileFacts,
+    depth: usize,
+    path: &mut Vec<&'a str>,
+) -> Map<String, Value> {
+    let mut out = Map::with_capacity(object.len());
+    for (key, value) in object {
+        path.push(key);
+        if !volatile.matches(path) {
+            let kept = match value {
+                Value::Object(child) if path.len() < depth => {
+                    Value::Object(strip(child, volatile, depth, path))
+                }
+                other => other.clone(),
+            };
+            out.insert(key.clone(), kept);
+        }
+        path.pop();
+    }
+    out
+}
+
+/// Compact JSON with the keys of every object sorted (byte order), so equal
+/// fact sets give equal text whatever order they arrived in.
+pub fn canonical_json(value: &Value) -> String {
+    let mut out = String::new();
+    write_canonical(value, &mut out);
+    out
+}
+
+fn write_canonical(value: &Value, out: &mut String) {
+    match value {
+        Value::Object(object) => {
+            let mut keys: Vec<&String> = object.keys().collect();
+            keys.sort();
+            out.push('{');
+            for (i, key) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String(key.clone()).to_string());
+                out.push(':');
+                write_canonical(&object[key.as_str()], out);
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_canonical(item, out);
+            }
+            out.push(']');
+        }
+        scalar => out.push_str(&scalar.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn volatile(patterns: &[&str]) -> VolatileFacts {
+        VolatileFacts::new(&patterns.iter().map(|p| p.to_string()).collect::<Vec<_>>())
+            .expect("patterns")
+    }
+
+    fn object(value: Value) -> Map<String, Value> {
+        value.as_object().expect("object").clone()
+    }
+
+    #[test]
+    fn keys_are_sorted_at_every_level() {
+        let a = json!({"b": {"y": 1, "x": [ {"q": 1, "p": 2} ]}, "a": "s"});
+        assert_eq!(
+            canonical_json(&a),
+            r#"{"a":"s","b":{"x":[{"p":2,"q":1}],"y":1}}"#
+        );
+    }
+
+    #[test]
+    fn volatile_patterns_remove_subtrees_and_globs_stay_within_a_segment() {
+        let facts = object(json!({
+            "uptime": "1 day", "uptime_seconds": 86400, "kernel": "Linux",
+            "memory": {"system": {"available": "1 GiB", "available_bytes": 1, "total": "2 GiB"}},
+            "load_averages": {"1m": 0.5},
+            "uptimes": {"x": 1},
+            "os": {"uptime": "kept: only top-level uptime* is volatile"}
+        }));
+        let stable = stable_facts(
+            &facts,
+            &volatile(&["uptime*", "memory.*.available*", "load_averages"]),
+        );
+        assert_eq!(
+            Value::Object(stable),
+            json!({
+                "kernel": "Linux",
+                "memory": {"system": {"total": "2 GiB"}},
+                "os": {"uptime": "kept: only top-level uptime* is volatile"}
+            })
+        );
+    }
+
+    #[test]
+    fn glob_matches_like_a_shell_within_a_segment() {
+        assert!(glob_match(b"a*b*c", b"aXXbYc"));
+        assert!(glob_match(b"*", b""));
+        assert!(!glob_match(b"a*c", b"ab"));
+        assert!(!glob_match(b"abc", b"abcd"));
+    }
+
+    #[test]
+    fn bad_patterns_are_refused_with_the_reason() {
+        for bad in ["", "a..b", ".a", "a.", " a"] {
+            let error = VolatileFacts::new(&[bad.to_string()]).expect_err(bad);
+            assert_eq!(error.pattern, bad);
+        }
+    }
+
+    #[test]
+    fn the_default_list_keeps_real_facts_and_drops_noise() {
+        let defaults = VolatileFacts::new(&crate::config::default_volatile_facts()).expect("ok");
+        let facts = object(json!({
+            "system_uptime": {"seconds": 1}, "memoryfree_mb": 1.0, "swapfree": "1",
+            "memory": {"swap": {"available_bytes": 1, "used": "1", "capacity": "1%", "total": "2"}},
+            "ipaddress": "10.0.0.1", "_timestamp": "2026-01-01"
+        }));
+        assert_eq!(
+            Value::Object(stable_facts(&facts, &defaults)),
+            json!({"memory": {"swap": {"total": "2"}}, "ipaddress": "10.0.0.1"})
+        );
+    }
+}

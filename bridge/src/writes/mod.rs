@@ -1,0 +1,53 @@
+//! Fact and report uploads, pure: parsing the three fact formats and
+//! Foreman's config report payload, and the canonical form of a fact set
+//! whose digest says whether a host's facts really changed.
+//!
+//! - `parse`: request bodies → validated [`FactUpload`] / [`ReportUpload`].
+//! - `canonical`: keys sorted, volatile facts removed ([`VolatileFacts`]).
+
+mod canonical;
+mod parse;
+
+pub use canonical::{canonical_json, stable_facts, PatternError, VolatileFacts};
+pub use parse::{
+    parse_config_report, parse_facts_body, parse_foreman_facts, FactUpload, ReportUpload,
+    UploadError,
+};
+
+/// What the `[writes]` configuration gives the upload endpoints.
+#[derive(Debug, Clone)]
+pub struct WriteSettings {
+    /// Larger bodies are refused with 413.
+    pub max_body_bytes: usize,
+    /// Facts left out of the digest.
+    pub volatile: VolatileFacts,
+}
+
+impl Default for WriteSettings {
+    fn default() -> Self {
+        WriteSettings {
+            max_body_bytes: crate::config::default_writes_max_body_bytes(),
+            volatile: VolatileFacts::new(&crate::config::default_volatile_facts())
+                .expect("the default volatile fact patterns are valid"),
+        }
+    }
+}
+
+/// A fact upload as the database takes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreparedFacts {
+    /// The facts as received, compact JSON.
+    pub facts_json: String,
+    /// Canonical JSON of the facts minus the volatile ones.
+    pub stable_json: String,
+}
+
+/// The two texts stored for `upload`.
+pub fn prepare_facts(upload: &FactUpload, volatile: &VolatileFacts) -> PreparedFacts {
+    let facts = serde_json::Value::Object(upload.facts.clone());
+    let stable = serde_json::Value::Object(stable_facts(&upload.facts, volatile));
+    PreparedFacts {
+        facts_json: facts.to_string(),
+        stable_json: canonical_json(&stable),
+    }
+}

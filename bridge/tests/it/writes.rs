@@ -1,0 +1,371 @@
+//! Fact and report uploads end to end: `/facts`, Foreman's
+//! `/api/hosts/facts` and `/api/config_reports`, stored on a real primary
+//! and read back from it and from its streaming replica.
+
+use std::time::Duration;
+
+use base64::Engine;
+use pvc_testkit::cluster::{self, TestDb};
+use serde_json::{json, Value};
+
+use crate::support::{config_for, foreman_db, TestBridge};
+
+async fn migrated_db(hint: &str) -> TestDb {
+    let db = foreman_db(hint).await;
+    let pools = pvc_bridge::store::Db::new(
+        &db.primary_url,
+        &[],
+        &pvc_bridge::store::PoolOptions {
+            max_size: 1,
+            connect_timeout: Duration::from_secs(5),
+        },
+    )
+    .expect("pool");
+    let client = pools.write().await.expect("primary");
+    pvc_bridge::store::pvc::migrate(&client)
+        .await
+        .expect("migrate");
+    db
+}
+
+async fn bridge(db: &TestDb, extra: &[(&str, &str)]) -> TestBridge {
+    TestBridge::start(config_for(db, extra)).await
+}
+
+/// `POST path` with `body` and `content_type`: status, content type, body.
+async fn post(
+    bridge: &TestBridge,
+    path: &str,
+    content_type: &str,
+    body: impl Into<reqwest::Body>,
+) -> (u16, String, String) {
+    let response = bridge
+        .http
+        .post(format!("{}{path}", bridge.base))
+        .header("content-type", content_type)
+        .header("accept", "application/json,version=2")
+        .body(body)
+        .send()
+        .await
+        .expect("request");
+    let status = response.status().as_u16();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap_or("").to_owned())
+        .unwrap_or_default();
+    (status, content_type, response.text().await.expect("body"))
+}
+
+fn parse(body: &str) -> Value {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"))
+}
+
+fn facts(uptime: u64, kernel: &str) -> Value {
+    json!({
+        "fqdn": "ignored.example.com",
+        "kernel": kernel,
+        "uptime_seconds": uptime,
+        "system_uptime": {"seconds": uptime, "uptime": format!("{uptime} s")},
+        "memory": {"system": {"available_bytes": uptime * 7, "total_bytes": 8_000_000}},
+        "networking": {"ip": "10.0.0.1", "interfaces": {"eth0": {"mtu": 1500}}}
+    })
+}
+
+/// (facts, digest hex, source) of `certname` as stored on `url`.
+async fn stored_facts(url: &str, certname: &str) -> Option<(Value, String, String)> {
+    let client = cluster::connect(url).await.expect("connect");
+    client
+        .query_opt(
+            "SELECT facts::text, encode(digest, 'hex'), source FROM pvc.facts WHERE certname = $1",
+            &[&certname],
+        )
+        .await
+        .expect("query")
+        .map(|row| {
+            let text: String = row.get(0);
+            (parse(&text), row.get(1), row.get(2))
+        })
+}
+
+async fn count(db: &TestDb, table: &str) -> i64 {
+    let client = db.connect_primary().await.expect("primary");
+    client
+        .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+        .await
+        .expect("count")
+        .get(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn facts_in_all_three_formats_are_stored_alike() {
+    let db = migrated_db("writes_formats").await;
+    let bridge = bridge(&db, &[]).await;
+    let sent = facts(100, "Linux");
+
+    let (status, _, body) = post(
+        &bridge,
+        "/facts?fqdn=json.example.com",
+        "application/json",
+        sent.to_string(),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let answer = parse(&body);
+    assert_eq!(answer["outcome"], "new");
+    assert_eq!(answer["digest_changed"], true);
+
+    // The original agent: `facter -pj | base64`, `curl -X POST -d @file`.
+    let b64 = base64::engine::general_purpose::STANDARD.encode(sent.to_string());
+    let (status, _, body) = post(
+        &bridge,
+        "/facts/B64.example.com",
+        "application/x-www-form-urlencoded",
+        b64,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+
+    // The stock ENC script (node.rb).
+    let payload = json!({"facts": sent, "name": "enc.example.com", "certname": "enc.example.com"});
+    let (status, content_type, body) = post(
+        &bridge,
+        "/api/hosts/facts",
+        "application/json",
+        payload.to_string(),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    assert!(
+        content_type.starts_with("application/json"),
+        "{content_type}"
+    );
+    let answer = parse(&body);
+    assert_eq!(answer["name"], "enc.example.com");
+    assert_eq!(answer["outcome"], "new");
+    let (status, _, body) = post(
+        &bridge,
+        "/api/v2/hosts/facts",
+        "application/json",
+        json!({"facts": sent, "name": "v2.example.com"}).to_string(),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+
+    cluster::shared()
+        .wait_replica_caught_up()
+        .await
+        .expect("replica");
+    let mut digests = Vec::new();
+    for (certname, source) in [
+        ("json.example.com", "facts"),
+        ("b64.example.com", "facts"),
+        ("enc.example.com", "foreman"),
+        ("v2.example.com", "foreman"),
+    ] {
+        let primary = stored_facts(&db.primary_url, certname).await;
+        let replica = stored_facts(&db.replica_url, certname).await;
+        assert_eq!(primary, replica, "{certname}");
+        let (stored, digest, stored_source) = primary.expect(certname);
+        assert_eq!(stored, sent, "{certname}");
+        assert_eq!(stored_source, source, "{certname}");
+        digests.push(digest);
+    }
+    assert!(digests.iter().all(|d| *d == digests[0]), "{digests:?}");
+    assert_eq!(count(&db, "pvc.checkins").await, 4);
+    bridge.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_real_changes_move_the_digest_and_replays_change_nothing() {
+    let db = migrated_db("writes_digest").await;
+    let bridge = bridge(&db, &[]).await;
+    let path = "/facts/web01.example.com";
+    let upload = |value: Value| {
+        let bridge = &bridge;
+        async move {
+            let (status, _, body) = post(bridge, path, "application/json", value.to_string()).await;
+            assert_eq!(status, 200, "{body}");
+            parse(&body)
+        }
+    };
+
+    let first = upload(facts(100, "Linux")).await;
+    assert_eq!(first["outcome"], "new");
+
+    // Uptime and free memory moved, nothing else.
+    let volatile = upload(facts(160, "Linux")).await;
+    assert_eq!(volatile["outcome"], "unchanged");
+    assert_eq!(volatile["digest_changed"], false);
+    assert_eq!(volatile["digest"], first["digest"]);
+    assert_eq!(volatile["digest_changed_ms"], first["digest_changed_ms"]);
+    let (stored, _, _) = stored_facts(&db.primary_url, "web01.example.com")
+        .await
+        .expect("stored");
+    assert_eq!(stored, facts(160, "Linux"), "the facts are stored whole");
+
+    // The same body again (a retried upload): nothing new.
+    let replay = upload(facts(160, "Linux")).await;
+    assert_eq!(replay["outcome"], "replay");
+    assert_eq!(replay["received_ms"], volatile["received_ms"]);
+
+    let changed = upload(facts(220, "FreeBSD")).await;
+    assert_eq!(changed["outcome"], "changed");
+    assert_eq!(changed["digest_changed"], true);
+    assert_ne!(changed["digest"], first["digest"]);
+    let (stored, digest, _) = stored_facts(&db.primary_url, "web01.example.com")
+        .await
+        .expect("stored");
+    assert_eq!(stored, facts(220, "FreeBSD"));
+    assert_eq!(Value::String(digest), changed["digest"]);
+    assert_eq!(count(&db, "pvc.facts").await, 1);
+    bridge.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_uploads_get_4xx_with_the_reason_and_store_nothing() {
+    let db = migrated_db("writes_bad").await;
+    let bridge = bridge(&db, &[("PVC_WRITES__MAX_BODY_BYTES", "4096")]).await;
+    let big = json!({"blob": "x".repeat(5000)}).to_string();
+    let cases: Vec<(&str, String, u16, &str)> = vec![
+        (
+            "/facts/a.example.com",
+            "{\"kernel\": ".into(),
+            400,
+            "not valid JSON",
+        ),
+        (
+            "/facts/a.example.com",
+            "%%% not base64".into(),
+            400,
+            "neither JSON nor base64",
+        ),
+        (
+            "/facts/a.example.com",
+            "[1, 2]".into(),
+            400,
+            "neither JSON nor base64",
+        ),
+        ("/facts/bad_host!", "{}".into(), 400, "bad certname"),
+        ("/facts", "{}".into(), 400, "fqdn=<certname> is required"),
+        (
+            "/facts/a.example.com",
+            big.clone(),
+            413,
+            "writes.max_body_bytes",
+        ),
+        // Foreman's answer to malformed JSON (Api::BaseController).
+        (
+            "/api/hosts/facts",
+            "{\"facts\": ".into(),
+            400,
+            "There was a problem in the JSON you submitted",
+        ),
+        (
+            "/api/hosts/facts",
+            json!({"name": "a.example.com"}).to_string(),
+            422,
+            "facts is required",
+        ),
+        (
+            "/api/hosts/facts",
+            json!({"facts": {}, "name": "bad host"}).to_string(),
+            422,
+            "bad certname",
+        ),
+        (
+            "/api/v2/hosts/facts",
+            big.clone(),
+            413,
+            "writes.max_body_bytes",
+        ),
+        (
+            "/api/config_reports",
+            json!({"config_report": {"status": {}}}).to_string(),
+            422,
+            "config_report.host is required",
+        ),
+        (
+            "/api/v2/config_reports",
+            "nope".into(),
+            400,
+            "There was a problem in the JSON you submitted",
+        ),
+    ];
+    for (path, body, status, reason) in cases {
+        let (got, _, text) = post(&bridge, path, "application/json", body).await;
+        assert_eq!(got, status, "{path}: {text}");
+        assert!(text.contains(reason), "{path}: {text:?} lacks {reason:?}");
+        if path.starts_with("/api/") && status == 422 {
+            assert!(parse(&text)["message"].is_string(), "{path}: {text}");
+        }
+        if path.starts_with("/api/") && status == 400 {
+            assert_eq!(parse(&text)["status"], 400, "{path}: {text}");
+        }
+    }
+    for table in ["pvc.facts", "pvc.config_reports", "pvc.checkins"] {
+        assert_eq!(count(&db, table).await, 0, "{table}");
+    }
+    bridge.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_reports_are_stored_as_received_once() {
+    let db = migrated_db("writes_reports").await;
+    let bridge = bridge(&db, &[]).await;
+    // As Foreman's report processor (report.rb) sends it.
+    let report = json!({
+        "host": "web01.example.com",
+        "reported_at": "2026-11-27 05:00:00 UTC",
+        "status": {"applied": 2, "restarted": 0, "failed": 0, "failed_restarts": 0, "skipped": 0, "pending": 0},
+        "metrics": {"time": {"total": 12.5}},
+        "logs": [{"log": {"level": "notice", "sources": {"source": "Puppet"}, "messages": {"message": "Applied catalog"}}}]
+    });
+    let body = json!({"config_report": report}).to_string();
+    let (status, content_type, text) = post(
+        &bridge,
+        "/api/config_reports",
+        "application/json",
+        body.clone(),
+    )
+    .await;
+    assert_eq!(status, 201, "{text}");
+    assert!(
+        content_type.starts_with("application/json"),
+        "{content_type}"
+    );
+    let answer = parse(&text);
+    assert_eq!(answer["host_name"], "web01.example.com");
+    assert_eq!(answer["status"], report["status"]);
+    assert_eq!(answer["replay"], false);
+    let id = answer["id"].as_i64().expect("id");
+
+    // The processor retries on a timeout: the same report is not stored twice.
+    let (status, _, text) = post(&bridge, "/api/v2/config_reports", "application/json", body).await;
+    assert_eq!(status, 201, "{text}");
+    assert_eq!(parse(&text)["id"], id);
+    assert_eq!(parse(&text)["replay"], true);
+
+    let client = db.connect_primary().await.expect("primary");
+    let row = client
+        .query_one(
+            "SELECT certname, report::text, reported_at = '2026-11-27 05:00:00+00'::timestamptz \
+             FROM pvc.config_reports WHERE id = $1",
+            &[&id],
+        )
+        .await
+        .expect("stored report");
+    assert_eq!(row.get::<_, String>(0), "web01.example.com");
+    assert_eq!(parse(&row.get::<_, String>(1)), report);
+    assert!(row.get::<_, bool>(2));
+    assert_eq!(count(&db, "pvc.config_reports").await, 1);
+    let checkin = client
+        .query_one(
+            "SELECT report_at IS NOT NULL, facts_at IS NULL FROM pvc.checkins WHERE certname = $1",
+            &[&"web01.example.com"],
+        )
+        .await
+        .expect("checkin");
+    assert!(checkin.get::<_, bool>(0) && checkin.get::<_, bool>(1));
+    bridge.stop().await;
+}
