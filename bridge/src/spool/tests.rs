@@ -396,3 +396,30 @@ fn damage_inside_an_older_segment_keeps_the_later_segments() {
         "{keys:?}"
     );
 }
+
+#[test]
+fn a_damaged_cursor_replays_rather_than_loses() {
+    let dir = TempDir::new();
+    let spool = open(&dir.0);
+    for i in 0..4 {
+        spool
+            .append("facts", &format!("host{i}"), &body(i))
+            .unwrap();
+    }
+    let mut n = 0;
+    let _ = spool.replay(|_| {
+        n += 1;
+        if n > 2 {
+            Err(())
+        } else {
+            Ok(())
+        }
+    });
+    drop(spool);
+    assert_eq!(open(&dir.0).pending().records, 2);
+    std::fs::write(dir.0.join("acked"), b"garbage").unwrap();
+
+    let spool = open(&dir.0);
+    let keys: Vec<_> = drain(&spool).into_iter().map(|r| r.key).collect();
+    assert_eq!(keys, vec!["host0", "host1", "host2", "host3"]);
+}
