@@ -369,3 +369,57 @@ async fn config_reports_are_stored_as_received_once() {
     assert!(checkin.get::<_, bool>(0) && checkin.get::<_, bool>(1));
     bridge.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_replay_never_overwrites_newer_facts() {
+    use pvc_bridge::schedule::Ts;
+    use pvc_bridge::store::pvc::{self, FactsOutcome, NewFacts};
+
+    let db = migrated_db("writes_stale").await;
+    let pools = pvc_bridge::store::Db::new(
+        &db.primary_url,
+        &[],
+        &pvc_bridge::store::PoolOptions {
+            max_size: 1,
+            connect_timeout: Duration::from_secs(5),
+        },
+    )
+    .expect("pool");
+    let client = pools.write().await.expect("primary");
+    let upload = |facts: &'static str, stable: &'static str, at: i64| NewFacts {
+        certname: "late.example.com",
+        facts_json: facts,
+        stable_json: stable,
+        source: "facts",
+        received: Some(Ts(at)),
+    };
+    let newer = pvc::store_facts(&client, &upload(r#"{"k":2}"#, r#"{"k":2}"#, 2_000_000))
+        .await
+        .expect("newer");
+    assert_eq!(newer.outcome, FactsOutcome::New);
+    assert_eq!(newer.received, Ts(2_000_000));
+    // An upload accepted earlier (spooled while the primary was away)
+    // arrives after the newer one: it is not stored.
+    let older = pvc::store_facts(&client, &upload(r#"{"k":1}"#, r#"{"k":1}"#, 1_000_000))
+        .await
+        .expect("older");
+    assert_eq!(older.outcome, FactsOutcome::Stale);
+    assert_eq!(older.digest, newer.digest);
+    assert_eq!(older.received, Ts(2_000_000));
+    let (stored, _, _) = stored_facts(&db.primary_url, "late.example.com")
+        .await
+        .expect("stored");
+    assert_eq!(stored, json!({"k": 2}));
+    let checkin: i64 = db
+        .connect_primary()
+        .await
+        .expect("primary")
+        .query_one(
+            "SELECT pvc.to_ms(facts_at) FROM pvc.checkins WHERE certname = 'late.example.com'",
+            &[],
+        )
+        .await
+        .expect("checkin")
+        .get(0);
+    assert_eq!(checkin, 2_000_000);
+}
