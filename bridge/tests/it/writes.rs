@@ -226,7 +226,7 @@ async fn only_real_changes_move_the_digest_and_replays_change_nothing() {
 async fn bad_uploads_get_4xx_with_the_reason_and_store_nothing() {
     let db = migrated_db("writes_bad").await;
     let bridge = bridge(&db, &[("PVC_WRITES__MAX_BODY_BYTES", "4096")]).await;
-    let big = json!({"blob": "x".repeat(5000)}).to_string();
+    let big = json!({"blob": "x".repeat(2 * 1024 * 1024)}).to_string();
     let cases: Vec<(&str, String, u16, &str)> = vec![
         (
             "/facts/a.example.com",
