@@ -58,13 +58,30 @@ impl VolatileFacts {
     }
 }
 
-/// `*` matches any run of bytes; everything else matches itself.
+/// `*` matches any run of bytes; everything else matches itself. Greedy
+/// with one backtrack point, so a long fact name costs O(len × pattern), not
+/// exponential time, whatever the pattern.
 fn glob_match(glob: &[u8], text: &[u8]) -> bool {
-    match glob.split_first() {
-        None => text.is_empty(),
-        Some((b'*', rest)) => (0..=text.len()).any(|skip| glob_match(rest, &text[skip..])),
-        Some((c, rest)) => text.first() == Some(c) && glob_match(rest, &text[1..]),
+    let (mut g, mut t) = (0, 0);
+    // After the last `*`: where the pattern resumes, and the text position
+    // that star has consumed up to.
+    let mut star: Option<(usize, usize)> = None;
+    while t < text.len() {
+        if g < glob.len() && glob[g] == b'*' {
+            star = Some((g + 1, t));
+            g += 1;
+        } else if g < glob.len() && glob[g] == text[t] {
+            g += 1;
+            t += 1;
+        } else if let Some((resume, consumed)) = star {
+            g = resume;
+            t = consumed + 1;
+            star = Some((resume, consumed + 1));
+        } else {
+            return false;
+        }
     }
+    glob[g..].iter().all(|&c| c == b'*')
 }
 
 /// `facts` without the volatile ones (a copy; objects only are walked, an
@@ -187,6 +204,12 @@ mod tests {
         assert!(glob_match(b"*", b""));
         assert!(!glob_match(b"a*c", b"ab"));
         assert!(!glob_match(b"abc", b"abcd"));
+        assert!(glob_match(b"a*", b"a"));
+        assert!(glob_match(b"*x*y", b"axbxcy"));
+        assert!(!glob_match(b"*x*y", b"axbxc"));
+        assert!(!glob_match(b"", b"a"));
+        let long = vec![b'a'; 10_000];
+        assert!(!glob_match(b"*a*a*a*a*a*b", &long), "fails fast");
     }
 
     #[test]
