@@ -423,3 +423,25 @@ async fn a_late_replay_never_overwrites_newer_facts() {
         .get(0);
     assert_eq!(checkin, 2_000_000);
 }
+
+/// The facts limit is `writes.max_body_bytes`, not the smaller limit of the
+/// run endpoints (`scheduler.max_report_bytes`, 1 MiB by default).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn facts_larger_than_the_report_limit_are_taken() {
+    let db = migrated_db("writes_large").await;
+    let bridge = bridge(&db, &[]).await;
+    let sent = json!({"blob": "x".repeat(2 * 1024 * 1024), "kernel": "Linux"});
+    let (status, _, body) = post(
+        &bridge,
+        "/facts/large.example.com",
+        "application/json",
+        sent.to_string(),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (stored, _, _) = stored_facts(&db.primary_url, "large.example.com")
+        .await
+        .expect("stored");
+    assert_eq!(stored, sent);
+    bridge.stop().await;
+}
