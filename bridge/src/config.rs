@@ -246,6 +246,11 @@ pub struct WritesRaw {
     /// segment), so uptime and free memory do not count as a change.
     #[serde(deserialize_with = "string_or_list")]
     pub volatile_facts: Vec<String>,
+    /// Directory of the durable spool that keeps uploads while the primary
+    /// is unreachable; unset: no spool, such uploads get 503.
+    pub spool_dir: Option<std::path::PathBuf>,
+    /// Bound on the spool's size on disk.
+    pub spool_max_bytes: u64,
 }
 
 impl Default for WritesRaw {
@@ -253,6 +258,8 @@ impl Default for WritesRaw {
         WritesRaw {
             max_body_bytes: default_writes_max_body_bytes(),
             volatile_facts: default_volatile_facts(),
+            spool_dir: None,
+            spool_max_bytes: 1024 * 1024 * 1024,
         }
     }
 }
@@ -640,9 +647,23 @@ fn validate_writes(raw: &WritesRaw, errors: &mut Vec<String>) -> crate::writes::
         .unwrap_or_else(|()| {
             crate::writes::VolatileFacts::new(&[]).expect("no patterns are valid")
         });
+    // A spool must hold at least one largest upload (plus framing).
+    let min_spool = raw.max_body_bytes as u64 + 64 * 1024;
+    if raw.spool_dir.is_some() && raw.spool_max_bytes < min_spool {
+        errors.push(format!(
+            "writes.spool_max_bytes: must be at least writes.max_body_bytes + 65536 ({min_spool})"
+        ));
+    }
+    let spool = raw.spool_dir.as_ref().map(|dir| crate::spool::SpoolConfig {
+        dir: dir.clone(),
+        max_bytes: raw.spool_max_bytes,
+        // Segments small enough that replayed ones are deleted soon.
+        segment_bytes: (64 * 1024 * 1024).min(raw.spool_max_bytes).max(min_spool),
+    });
     crate::writes::WriteSettings {
         max_body_bytes: raw.max_body_bytes,
         volatile,
+        spool,
     }
 }
 
@@ -897,6 +918,32 @@ mod writes_tests {
         assert_eq!(
             defaults.writes.volatile,
             crate::writes::WriteSettings::default().volatile
+        );
+    }
+
+    #[test]
+    fn the_spool_is_configured_only_with_a_directory() {
+        assert!(load(&[]).expect("defaults").writes.spool.is_none());
+        let config = load(&[
+            ("PVC_WRITES__SPOOL_DIR", "/var/lib/pvc/spool"),
+            ("PVC_WRITES__SPOOL_MAX_BYTES", "20000000"),
+        ])
+        .expect("valid");
+        let spool = config.writes.spool.expect("spool");
+        assert_eq!(spool.dir, std::path::PathBuf::from("/var/lib/pvc/spool"));
+        assert_eq!(spool.max_bytes, 20_000_000);
+        assert!(spool.segment_bytes <= spool.max_bytes);
+        let errors = load(&[
+            ("PVC_WRITES__SPOOL_DIR", "/var/lib/pvc/spool"),
+            ("PVC_WRITES__SPOOL_MAX_BYTES", "4096"),
+        ])
+        .expect_err("smaller than one upload")
+        .0;
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.starts_with("writes.spool_max_bytes")),
+            "{errors:?}"
         );
     }
 

@@ -43,6 +43,7 @@ pub struct Bridge {
     pub foreman: Option<Arc<ForemanClient>>,
     pub runs: Arc<runs::RunService>,
     pub writes: Arc<writes::WriteSettings>,
+    pub uploads: Arc<writes::Uploads>,
 }
 
 impl Bridge {
@@ -63,12 +64,14 @@ impl Bridge {
         let overrides = settings_overrides(config)?;
         let enc = EncService::new(Arc::clone(&db), foreman.clone(), overrides, &config.cache);
         let runs = runs::RunService::new(Arc::clone(&db), &config.scheduler);
+        let uploads = Arc::new(writes::Uploads::new(Arc::clone(&db), &config.writes)?);
         Ok(Bridge {
             db,
             enc,
             foreman,
             runs,
             writes: Arc::new(config.writes.clone()),
+            uploads,
         })
     }
 
@@ -143,10 +146,12 @@ pub fn serve(
     });
     let max_body = bridge.runs.max_report_bytes();
     let writes = actix_web::web::Data::from(Arc::clone(&bridge.writes));
+    let uploads = actix_web::web::Data::from(Arc::clone(&bridge.uploads));
     let mut server = actix_web::HttpServer::new(move || {
         actix_web::App::new()
             .app_data(state.clone())
             .app_data(writes.clone())
+            .app_data(uploads.clone())
             .app_data(actix_web::web::PayloadConfig::new(max_body))
             .app_data(
                 actix_web::web::PathConfig::default().error_handler(|err, _| {

@@ -102,6 +102,7 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
     let bridge = Bridge::new(&config)?;
     bridge.check(&config).await?;
     bridge.runs.start()?;
+    bridge.uploads.start();
     let listener =
         TcpListener::bind(config.listen).with_context(|| format!("binding {}", config.listen))?;
     tracing::info!(

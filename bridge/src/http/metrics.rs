@@ -7,8 +7,12 @@ use std::sync::atomic::Ordering;
 use actix_web::{web, HttpResponse};
 
 use super::AppState;
+use crate::writes::Uploads;
 
-pub async fn render(state: web::Data<AppState>) -> HttpResponse {
+pub async fn render(
+    state: web::Data<AppState>,
+    uploads: Option<web::Data<Uploads>>,
+) -> HttpResponse {
     // moka updates its counts lazily; settle them so the gauges are exact.
     state.enc.sync().await;
     let enc = &state.enc.stats;
@@ -83,6 +87,9 @@ pub async fn render(state: web::Data<AppState>) -> HttpResponse {
          # TYPE pvc_bridge_enc_cache_bytes gauge\npvc_bridge_enc_cache_bytes {bytes}"
     );
     render_runs(&state, &mut out);
+    if let Some(uploads) = uploads {
+        render_uploads(&uploads, &mut out);
+    }
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(out)
@@ -289,6 +296,50 @@ fn escape_label(value: &str) -> String {
 }
 
 /// Plain counters: name, help, value.
+/// Uploads by kind and outcome, and what the write spool holds.
+fn render_uploads(uploads: &Uploads, out: &mut String) {
+    let _ = writeln!(
+        out,
+        "# HELP pvc_bridge_uploads_total Fact and report uploads, by kind and outcome \
+         (stored: new, changed, unchanged, replay, stale; spooled; refused: 503; error: \
+         the database refused it). Replays from the spool count again under their stored outcome.\n\
+         # TYPE pvc_bridge_uploads_total counter"
+    );
+    for (kind, outcome, n) in uploads.counters.snapshot() {
+        let _ = writeln!(
+            out,
+            "pvc_bridge_uploads_total{{kind=\"{kind}\",outcome=\"{outcome}\"}} {n}"
+        );
+    }
+    if let Some(spool) = uploads.spool_stats() {
+        let _ = writeln!(
+            out,
+            "# HELP pvc_bridge_spool_records Uploads in the write spool awaiting replay.\n\
+             # TYPE pvc_bridge_spool_records gauge\npvc_bridge_spool_records {}\n\
+             # HELP pvc_bridge_spool_bytes Size of the records awaiting replay.\n\
+             # TYPE pvc_bridge_spool_bytes gauge\npvc_bridge_spool_bytes {}\n\
+             # HELP pvc_bridge_spool_disk_bytes Size of the spool's segment files.\n\
+             # TYPE pvc_bridge_spool_disk_bytes gauge\npvc_bridge_spool_disk_bytes {}",
+            spool.records, spool.bytes, spool.disk_bytes
+        );
+        write_counters(
+            out,
+            &[
+                (
+                    "pvc_bridge_spool_full_total",
+                    "Uploads refused because the write spool was full.",
+                    spool.full_total,
+                ),
+                (
+                    "pvc_bridge_spool_replayed_total",
+                    "Spooled uploads stored on the primary by a replay.",
+                    spool.replayed_total,
+                ),
+            ],
+        );
+    }
+}
+
 fn write_counters(out: &mut String, counters: &[(&str, &str, u64)]) {
     for (name, help, value) in counters {
         let _ = writeln!(

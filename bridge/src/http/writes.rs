@@ -4,7 +4,9 @@
 //! script and report processor work with only their URL changed.
 //!
 //! Everything is stored on the primary (`pvc.facts`, `pvc.config_reports`,
-//! `pvc.checkins`); the bridge does not create Foreman hosts itself.
+//! `pvc.checkins`); the bridge does not create Foreman hosts itself. While
+//! the primary is unreachable, uploads go to the write spool (when one is
+//! configured) and the answer says `"stored": false, "spooled": true`.
 
 use actix_web::http::header::{self, ContentType};
 use actix_web::http::StatusCode;
@@ -12,9 +14,9 @@ use actix_web::{web, HttpResponse, ResponseError};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::AppState;
-use crate::store::pvc::{self, NewFacts, PvcError};
-use crate::writes::{self, FactUpload, UploadError, WriteSettings};
+use crate::schedule::Ts;
+use crate::store::pvc::{self, PvcError};
+use crate::writes::{self, FactUpload, StoreFailure, Stored, UploadError, Uploads, WriteSettings};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/facts", web::post().to(facts_query))
@@ -112,48 +114,61 @@ async fn body(
     }
 }
 
-fn unavailable(error: impl std::fmt::Display) -> WriteError {
-    WriteError::Unavailable(error.to_string())
+fn store_failure(error: StoreFailure) -> WriteError {
+    match error {
+        StoreFailure::Refused(PvcError::Invalid(m)) => WriteError::Upload(UploadError::Invalid(m)),
+        StoreFailure::Refused(other) => WriteError::Unavailable(other.to_string()),
+        StoreFailure::Unavailable(reason) => WriteError::Unavailable(reason),
+    }
 }
 
 async fn store(
-    state: &AppState,
+    uploads: &Uploads,
     settings: &WriteSettings,
     upload: &FactUpload,
     source: &str,
-) -> Result<pvc::FactsStored, WriteError> {
+) -> Result<Stored<pvc::FactsStored>, WriteError> {
     let prepared = writes::prepare_facts(upload, &settings.volatile);
-    let client = state.db.write().await.map_err(unavailable)?;
-    let stored = pvc::store_facts(
-        &client,
-        &NewFacts {
-            certname: upload.certname.as_str(),
-            facts_json: &prepared.facts_json,
-            stable_json: &prepared.stable_json,
+    let stored = uploads
+        .store_facts(
+            upload.certname.as_str(),
+            &prepared.facts_json,
+            &prepared.stable_json,
             source,
-            received: None,
-        },
-    )
-    .await
-    .map_err(|error| {
-        tracing::error!(host.certname = %upload.certname, %error, "facts not stored");
-        match error {
-            PvcError::Invalid(m) => WriteError::Upload(UploadError::Invalid(m)),
-            other => unavailable(other),
-        }
-    })?;
-    tracing::debug!(
-        host.certname = %upload.certname,
-        outcome = stored.outcome.as_str(),
-        source,
-        "facts stored"
-    );
+        )
+        .await
+        .map_err(|error| {
+            tracing::error!(host.certname = %upload.certname, %error, "facts not stored");
+            store_failure(error)
+        })?;
+    if let Stored::Stored(stored) = &stored {
+        tracing::debug!(
+            host.certname = %upload.certname,
+            outcome = stored.outcome.as_str(),
+            source,
+            "facts stored"
+        );
+    }
     Ok(stored)
 }
 
-fn stored_json(upload: &FactUpload, stored: &pvc::FactsStored) -> serde_json::Value {
+fn spooled_json(certname: &str, received: Ts) -> serde_json::Value {
+    json!({
+        "stored": false,
+        "spooled": true,
+        "certname": certname,
+        "received_ms": received.0,
+    })
+}
+
+fn stored_json(upload: &FactUpload, stored: &Stored<pvc::FactsStored>) -> serde_json::Value {
+    let stored = match stored {
+        Stored::Stored(stored) => stored,
+        Stored::Spooled { received } => return spooled_json(upload.certname.as_str(), *received),
+    };
     json!({
         "stored": true,
+        "spooled": false,
         "certname": upload.certname.as_str(),
         "outcome": stored.outcome.as_str(),
         "digest": stored.digest,
@@ -170,7 +185,7 @@ struct FactsQuery {
 }
 
 async fn facts_query(
-    state: web::Data<AppState>,
+    uploads: web::Data<Uploads>,
     settings: web::Data<WriteSettings>,
     query: web::Query<FactsQuery>,
     payload: web::Payload,
@@ -180,21 +195,21 @@ async fn facts_query(
             "fqdn=<certname> is required".into(),
         )))
     })?;
-    facts(&state, &settings, &name, payload).await
+    facts(&uploads, &settings, &name, payload).await
 }
 
 async fn facts_path(
-    state: web::Data<AppState>,
+    uploads: web::Data<Uploads>,
     settings: web::Data<WriteSettings>,
     certname: web::Path<String>,
     payload: web::Payload,
 ) -> Result<HttpResponse, Failure> {
-    facts(&state, &settings, &certname, payload).await
+    facts(&uploads, &settings, &certname, payload).await
 }
 
 /// `POST /facts/<certname>`: facter JSON or the original agent's base64.
 async fn facts(
-    state: &AppState,
+    uploads: &Uploads,
     settings: &WriteSettings,
     name: &str,
     payload: web::Payload,
@@ -202,7 +217,7 @@ async fn facts(
     let fail = fail(Dialect::Pvc);
     let bytes = body(settings, payload, Dialect::Pvc).await?;
     let upload = writes::parse_facts_body(name, &bytes).map_err(|e| fail(WriteError::Upload(e)))?;
-    let stored = store(state, settings, &upload, "facts")
+    let stored = store(uploads, settings, &upload, "facts")
         .await
         .map_err(fail)?;
     Ok(HttpResponse::Ok().json(stored_json(&upload, &stored)))
@@ -213,14 +228,14 @@ async fn facts(
 /// answers 201 with the host's name and what was stored: it has no Foreman
 /// host id to give (the host may not exist in Foreman yet).
 async fn foreman_facts(
-    state: web::Data<AppState>,
+    uploads: web::Data<Uploads>,
     settings: web::Data<WriteSettings>,
     payload: web::Payload,
 ) -> Result<HttpResponse, Failure> {
     let fail = fail(Dialect::Foreman);
     let bytes = body(&settings, payload, Dialect::Foreman).await?;
     let upload = writes::parse_foreman_facts(&bytes).map_err(|e| fail(WriteError::Upload(e)))?;
-    let stored = store(&state, &settings, &upload, "foreman")
+    let stored = store(&uploads, &settings, &upload, "foreman")
         .await
         .map_err(fail)?;
     let mut answer = stored_json(&upload, &stored);
@@ -233,7 +248,7 @@ async fn foreman_facts(
 /// (`Api::V2::ConfigReportsController#create` → `process_response`); the
 /// bridge answers 201 with the stored report's id and what was sent.
 async fn foreman_report(
-    state: web::Data<AppState>,
+    uploads: web::Data<Uploads>,
     settings: web::Data<WriteSettings>,
     payload: web::Payload,
 ) -> Result<HttpResponse, Failure> {
@@ -242,21 +257,34 @@ async fn foreman_report(
     let upload = writes::parse_config_report(&bytes).map_err(|e| fail(WriteError::Upload(e)))?;
     let report = serde_json::Value::Object(upload.report);
     let canonical = writes::canonical_json(&report);
-    let client = state.db.write().await.map_err(|e| fail(unavailable(e)))?;
-    let stored = pvc::store_config_report(&client, upload.certname.as_str(), &canonical, None)
+    let stored = uploads
+        .store_report(upload.certname.as_str(), &canonical)
         .await
         .map_err(|error| {
             tracing::error!(host.certname = %upload.certname, %error, "config report not stored");
-            fail(unavailable(error))
+            fail(store_failure(error))
         })?;
-    tracing::debug!(host.certname = %upload.certname, report_id = stored.id, replay = stored.replay, "config report stored");
-    Ok(HttpResponse::Created().json(json!({
-        "id": stored.id,
+    let mut answer = json!({
         "host_name": upload.certname.as_str(),
         "reported_at": upload.reported_at,
         "status": report.get("status"),
         "metrics": report.get("metrics"),
-        "stored": true,
-        "replay": stored.replay,
-    })))
+    });
+    match stored {
+        Stored::Stored(stored) => {
+            tracing::debug!(host.certname = %upload.certname, report_id = stored.id, replay = stored.replay, "config report stored");
+            answer["id"] = json!(stored.id);
+            answer["stored"] = json!(true);
+            answer["spooled"] = json!(false);
+            answer["replay"] = json!(stored.replay);
+        }
+        Stored::Spooled { received } => {
+            // No id yet: the report gets one when the spool is replayed.
+            answer["id"] = serde_json::Value::Null;
+            answer["stored"] = json!(false);
+            answer["spooled"] = json!(true);
+            answer["received_ms"] = json!(received.0);
+        }
+    }
+    Ok(HttpResponse::Created().json(answer))
 }

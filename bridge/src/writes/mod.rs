@@ -4,15 +4,19 @@
 //!
 //! - `parse`: request bodies → validated [`FactUpload`] / [`ReportUpload`].
 //! - `canonical`: keys sorted, volatile facts removed ([`VolatileFacts`]).
+//! - `service` (I/O): storing on the primary, or spooling while it is
+//!   unreachable, and replaying the spool ([`Uploads`]).
 
 mod canonical;
 mod parse;
+mod service;
 
 pub use canonical::{canonical_json, stable_facts, PatternError, VolatileFacts};
 pub use parse::{
     parse_config_report, parse_facts_body, parse_foreman_facts, FactUpload, ReportUpload,
     UploadError,
 };
+pub use service::{SpooledUpload, StoreFailure, Stored, UploadCounters, Uploads};
 
 /// What the `[writes]` configuration gives the upload endpoints.
 #[derive(Debug, Clone)]
@@ -21,6 +25,9 @@ pub struct WriteSettings {
     pub max_body_bytes: usize,
     /// Facts left out of the digest.
     pub volatile: VolatileFacts,
+    /// Where uploads wait while the primary is unreachable; `None`: they
+    /// are refused with 503.
+    pub spool: Option<crate::spool::SpoolConfig>,
 }
 
 impl Default for WriteSettings {
@@ -29,6 +36,7 @@ impl Default for WriteSettings {
             max_body_bytes: crate::config::default_writes_max_body_bytes(),
             volatile: VolatileFacts::new(&crate::config::default_volatile_facts())
                 .expect("the default volatile fact patterns are valid"),
+            spool: None,
         }
     }
 }

@@ -445,3 +445,202 @@ async fn facts_larger_than_the_report_limit_are_taken() {
     assert_eq!(stored, sent);
     bridge.stop().await;
 }
+
+/// A primary URL nothing listens on: a port just bound and released.
+fn closed_primary_url() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    drop(listener);
+    format!("postgres://postgres@127.0.0.1:{port}/postgres?connect_timeout=2")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_are_spooled_while_the_primary_is_down_and_replayed_once_it_answers() {
+    let db = migrated_db("writes_spool").await;
+    let spool_dir = std::env::temp_dir().join(format!(
+        "pvc-bridge-it-spool-{}-{}",
+        std::process::id(),
+        db.primary_url.len()
+    ));
+    let _ = std::fs::remove_dir_all(&spool_dir);
+    let dir = spool_dir.to_str().expect("utf-8 temp dir");
+    let spool = [("PVC_WRITES__SPOOL_DIR", dir)];
+
+    // Without a spool, a primary that cannot be reached is a 503.
+    let mut config = crate::support::config_for(&db, &[]);
+    config.database_primary = closed_primary_url();
+    let unspooled = TestBridge::start(config).await;
+    let (status, _, text) = post(
+        &unspooled,
+        "/facts/down.example.com",
+        "application/json",
+        facts(1, "Linux").to_string(),
+    )
+    .await;
+    assert_eq!(status, 503, "{text}");
+    unspooled.stop().await;
+
+    // With a spool: every upload is answered as spooled.
+    let mut config = crate::support::config_for(&db, &spool);
+    config.database_primary = closed_primary_url();
+    let down = TestBridge::start(config).await;
+    let older = facts(100, "Linux");
+    let newer = facts(200, "Linux 6.1");
+    let mut received = Vec::new();
+    for sent in [&older, &newer] {
+        let (status, _, text) = post(
+            &down,
+            "/facts/web01.example.com",
+            "application/json",
+            sent.to_string(),
+        )
+        .await;
+        assert_eq!(status, 200, "{text}");
+        let answer = parse(&text);
+        assert_eq!(answer["stored"], false, "{text}");
+        assert_eq!(answer["spooled"], true, "{text}");
+        received.push(answer["received_ms"].as_i64().expect("received_ms"));
+    }
+    let (status, _, text) = post(
+        &down,
+        "/api/hosts/facts",
+        "application/json",
+        json!({"facts": older, "name": "db01.example.com"}).to_string(),
+    )
+    .await;
+    assert_eq!(status, 201, "{text}");
+    assert_eq!(parse(&text)["spooled"], true, "{text}");
+    let report = json!({
+        "host": "web01.example.com",
+        "reported_at": "2026-11-27 05:00:00 UTC",
+        "status": {"applied": 1, "restarted": 0, "failed": 0, "failed_restarts": 0, "skipped": 0, "pending": 0},
+        "metrics": {"time": {"total": 3.5}},
+        "logs": []
+    });
+    let body = json!({"config_report": report}).to_string();
+    // The report processor retries: the same report is spooled twice.
+    for _ in 0..2 {
+        let (status, _, text) = post(
+            &down,
+            "/api/config_reports",
+            "application/json",
+            body.clone(),
+        )
+        .await;
+        assert_eq!(status, 201, "{text}");
+        let answer = parse(&text);
+        assert_eq!(answer["stored"], false, "{text}");
+        assert_eq!(answer["spooled"], true, "{text}");
+        assert_eq!(answer["host_name"], "web01.example.com");
+    }
+    let (status, _, metrics) = down.get("/metrics").await;
+    assert_eq!(status, 200);
+    for line in [
+        "pvc_bridge_uploads_total{kind=\"facts\",outcome=\"spooled\"} 3",
+        "pvc_bridge_uploads_total{kind=\"report\",outcome=\"spooled\"} 2",
+        "pvc_bridge_spool_records 5",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in\n{metrics}");
+    }
+    assert_eq!(count(&db, "pvc.facts").await, 0);
+    // A replay while the primary is still down stops at the first record
+    // and keeps them all.
+    assert!(down.bridge.uploads.replay().await.is_err());
+    assert_eq!(down.bridge.uploads.spool_stats().expect("spool").records, 5);
+    down.stop().await;
+
+    // The same spool on a bridge whose primary answers: replayed once.
+    let up = bridge(&db, &spool).await;
+    assert_eq!(
+        up.bridge.uploads.spool_stats().expect("spool").records,
+        5,
+        "the spool survives the restart"
+    );
+    let replayed = up.bridge.uploads.replay().await.expect("replay");
+    assert_eq!(replayed, 5);
+    assert_eq!(up.bridge.uploads.spool_stats().expect("spool").records, 0);
+    assert_eq!(up.bridge.uploads.replay().await.expect("replay"), 0);
+
+    let (stored, _, source) = stored_facts(&db.primary_url, "web01.example.com")
+        .await
+        .expect("web01 facts");
+    assert_eq!(stored, newer, "the newest facts win");
+    assert_eq!(source, "facts");
+    let (stored, _, source) = stored_facts(&db.primary_url, "db01.example.com")
+        .await
+        .expect("db01 facts");
+    assert_eq!(stored, older);
+    assert_eq!(source, "foreman");
+    assert_eq!(count(&db, "pvc.facts").await, 2);
+    assert_eq!(count(&db, "pvc.config_reports").await, 1);
+
+    // Stored with the time the bridge accepted them, not the replay's.
+    let client = db.connect_primary().await.expect("primary");
+    let row = client
+        .query_one(
+            "SELECT (extract(epoch FROM received) * 1000)::bigint FROM pvc.facts WHERE certname = $1",
+            &[&"web01.example.com"],
+        )
+        .await
+        .expect("received");
+    assert_eq!(row.get::<_, i64>(0), received[1]);
+
+    let (_, _, metrics) = up.get("/metrics").await;
+    for line in [
+        "pvc_bridge_uploads_total{kind=\"report\",outcome=\"new\"} 1",
+        "pvc_bridge_uploads_total{kind=\"report\",outcome=\"replay\"} 1",
+        "pvc_bridge_spool_records 0",
+        "pvc_bridge_spool_replayed_total 5",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in\n{metrics}");
+    }
+    up.stop().await;
+    let _ = std::fs::remove_dir_all(&spool_dir);
+}
+
+/// The replay loop, on the server's own runtime (actix: current-thread),
+/// drains the spool by itself once the primary answers.
+#[actix_web::test]
+async fn the_replay_loop_drains_the_spool_once_the_primary_answers() {
+    let db = migrated_db("writes_spool_loop").await;
+    let spool_dir = std::env::temp_dir().join(format!(
+        "pvc-bridge-it-spool-loop-{}-{}",
+        std::process::id(),
+        db.primary_url.len()
+    ));
+    let _ = std::fs::remove_dir_all(&spool_dir);
+    let dir = spool_dir.to_str().expect("utf-8 temp dir");
+    let spool = [("PVC_WRITES__SPOOL_DIR", dir)];
+
+    let mut config = crate::support::config_for(&db, &spool);
+    config.database_primary = closed_primary_url();
+    let down = TestBridge::start(config).await;
+    let sent = facts(100, "Linux");
+    let (status, _, text) = post(
+        &down,
+        "/facts/loop.example.com",
+        "application/json",
+        sent.to_string(),
+    )
+    .await;
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(parse(&text)["spooled"], true, "{text}");
+    down.stop().await;
+
+    let up = bridge(&db, &spool).await;
+    up.bridge.uploads.start();
+    // Wait for the loop (every few seconds); a broken loop fails here.
+    for _ in 0..300 {
+        if up.bridge.uploads.spool_stats().expect("spool").records == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(up.bridge.uploads.spool_stats().expect("spool").records, 0);
+    let (stored, _, _) = stored_facts(&db.primary_url, "loop.example.com")
+        .await
+        .expect("replayed facts");
+    assert_eq!(stored, sent);
+    up.stop().await;
+    let _ = std::fs::remove_dir_all(&spool_dir);
+}
