@@ -7,7 +7,7 @@ use std::time::Duration;
 use pvc_bridge::config::{self, Config};
 use pvc_testkit::cluster::{self, TestDb};
 
-use crate::support::{eval_in, foreman_db, golden_hosts, write_and_replicate, TestBridge};
+use crate::support::{eval_in, golden_hosts, migrated_db, write_and_replicate, TestBridge};
 
 /// A bridge configuration with a `[scheduler]` section (servers are a list
 /// of tables, which only a file can hold).
@@ -23,28 +23,6 @@ fn config_with(db: &TestDb, scheduler_toml: &str, tag: &str) -> Config {
         ("PVC_DATABASE__POOL_SIZE".to_owned(), "4".to_owned()),
     ];
     config::load_from(Some(&file), env).expect("test configuration")
-}
-
-async fn migrated_db(hint: &str) -> TestDb {
-    let db = foreman_db(hint).await;
-    let pools = pvc_bridge::store::Db::new(
-        &db.primary_url,
-        &[],
-        &pvc_bridge::store::PoolOptions {
-            max_size: 1,
-            connect_timeout: Duration::from_secs(5),
-        },
-    )
-    .expect("pool");
-    let client = pools.write().await.expect("primary");
-    pvc_bridge::store::pvc::migrate(&client)
-        .await
-        .expect("migrate");
-    cluster::shared()
-        .wait_replica_caught_up()
-        .await
-        .expect("replica");
-    db
 }
 
 /// A fresh migrated database and a bridge on it with the static server and

@@ -69,24 +69,65 @@ impl TestBridge {
     }
 
     pub async fn get(&self, path: &str) -> (u16, String, String) {
-        let response = self
+        let request = self.http.get(format!("{}{path}", self.base));
+        unpack(request.send().await.expect("request")).await
+    }
+
+    /// `POST path` with `body` and `content_type` (as Foreman's API clients
+    /// send, `Accept: application/json,version=2`).
+    pub async fn post(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> (u16, String, String) {
+        let request = self
             .http
-            .get(format!("{}{path}", self.base))
-            .send()
-            .await
-            .expect("request");
-        let status = response.status().as_u16();
-        let content_type = response
-            .headers()
-            .get("content-type")
-            .map(|v| v.to_str().unwrap_or("").to_owned())
-            .unwrap_or_default();
-        (status, content_type, response.text().await.expect("body"))
+            .post(format!("{}{path}", self.base))
+            .header("content-type", content_type)
+            .header("accept", "application/json,version=2")
+            .body(body);
+        unpack(request.send().await.expect("request")).await
     }
 
     pub async fn stop(self) {
         self.server.stop(true).await;
     }
+}
+
+/// Status, content type and body of an answer.
+async fn unpack(response: reqwest::Response) -> (u16, String, String) {
+    let status = response.status().as_u16();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap_or("").to_owned())
+        .unwrap_or_default();
+    (status, content_type, response.text().await.expect("body"))
+}
+
+/// A fresh Foreman database with the bridge's own schema migrated, replayed
+/// by the replica.
+pub async fn migrated_db(hint: &str) -> TestDb {
+    let db = foreman_db(hint).await;
+    let pools = pvc_bridge::store::Db::new(
+        &db.primary_url,
+        &[],
+        &pvc_bridge::store::PoolOptions {
+            max_size: 1,
+            connect_timeout: std::time::Duration::from_secs(5),
+        },
+    )
+    .expect("pool");
+    let client = pools.write().await.expect("primary");
+    pvc_bridge::store::pvc::migrate(&client)
+        .await
+        .expect("migrate");
+    cluster::shared()
+        .wait_replica_caught_up()
+        .await
+        .expect("replica");
+    db
 }
 
 /// A fresh Foreman database for one test.

@@ -8,53 +8,10 @@ use base64::Engine;
 use pvc_testkit::cluster::{self, TestDb};
 use serde_json::{json, Value};
 
-use crate::support::{config_for, foreman_db, TestBridge};
-
-async fn migrated_db(hint: &str) -> TestDb {
-    let db = foreman_db(hint).await;
-    let pools = pvc_bridge::store::Db::new(
-        &db.primary_url,
-        &[],
-        &pvc_bridge::store::PoolOptions {
-            max_size: 1,
-            connect_timeout: Duration::from_secs(5),
-        },
-    )
-    .expect("pool");
-    let client = pools.write().await.expect("primary");
-    pvc_bridge::store::pvc::migrate(&client)
-        .await
-        .expect("migrate");
-    db
-}
+use crate::support::{config_for, migrated_db, TestBridge};
 
 async fn bridge(db: &TestDb, extra: &[(&str, &str)]) -> TestBridge {
     TestBridge::start(config_for(db, extra)).await
-}
-
-/// `POST path` with `body` and `content_type`: status, content type, body.
-async fn post(
-    bridge: &TestBridge,
-    path: &str,
-    content_type: &str,
-    body: impl Into<reqwest::Body>,
-) -> (u16, String, String) {
-    let response = bridge
-        .http
-        .post(format!("{}{path}", bridge.base))
-        .header("content-type", content_type)
-        .header("accept", "application/json,version=2")
-        .body(body)
-        .send()
-        .await
-        .expect("request");
-    let status = response.status().as_u16();
-    let content_type = response
-        .headers()
-        .get("content-type")
-        .map(|v| v.to_str().unwrap_or("").to_owned())
-        .unwrap_or_default();
-    (status, content_type, response.text().await.expect("body"))
 }
 
 fn parse(body: &str) -> Value {
@@ -103,13 +60,13 @@ async fn facts_in_all_three_formats_are_stored_alike() {
     let bridge = bridge(&db, &[]).await;
     let sent = facts(100, "Linux");
 
-    let (status, _, body) = post(
-        &bridge,
-        "/facts?fqdn=json.example.com",
-        "application/json",
-        sent.to_string(),
-    )
-    .await;
+    let (status, _, body) = bridge
+        .post(
+            "/facts?fqdn=json.example.com",
+            "application/json",
+            sent.to_string(),
+        )
+        .await;
     assert_eq!(status, 200, "{body}");
     let answer = parse(&body);
     assert_eq!(answer["outcome"], "new");
@@ -117,24 +74,20 @@ async fn facts_in_all_three_formats_are_stored_alike() {
 
     // The original agent: `facter -pj | base64`, `curl -X POST -d @file`.
     let b64 = base64::engine::general_purpose::STANDARD.encode(sent.to_string());
-    let (status, _, body) = post(
-        &bridge,
-        "/facts/B64.example.com",
-        "application/x-www-form-urlencoded",
-        b64,
-    )
-    .await;
+    let (status, _, body) = bridge
+        .post(
+            "/facts/B64.example.com",
+            "application/x-www-form-urlencoded",
+            b64,
+        )
+        .await;
     assert_eq!(status, 200, "{body}");
 
     // The stock ENC script (node.rb).
     let payload = json!({"facts": sent, "name": "enc.example.com", "certname": "enc.example.com"});
-    let (status, content_type, body) = post(
-        &bridge,
-        "/api/hosts/facts",
-        "application/json",
-        payload.to_string(),
-    )
-    .await;
+    let (status, content_type, body) = bridge
+        .post("/api/hosts/facts", "application/json", payload.to_string())
+        .await;
     assert_eq!(status, 201, "{body}");
     assert!(
         content_type.starts_with("application/json"),
@@ -143,13 +96,13 @@ async fn facts_in_all_three_formats_are_stored_alike() {
     let answer = parse(&body);
     assert_eq!(answer["name"], "enc.example.com");
     assert_eq!(answer["outcome"], "new");
-    let (status, _, body) = post(
-        &bridge,
-        "/api/v2/hosts/facts",
-        "application/json",
-        json!({"facts": sent, "name": "v2.example.com"}).to_string(),
-    )
-    .await;
+    let (status, _, body) = bridge
+        .post(
+            "/api/v2/hosts/facts",
+            "application/json",
+            json!({"facts": sent, "name": "v2.example.com"}).to_string(),
+        )
+        .await;
     assert_eq!(status, 201, "{body}");
 
     cluster::shared()
@@ -184,7 +137,9 @@ async fn only_real_changes_move_the_digest_and_replays_change_nothing() {
     let upload = |value: Value| {
         let bridge = &bridge;
         async move {
-            let (status, _, body) = post(bridge, path, "application/json", value.to_string()).await;
+            let (status, _, body) = bridge
+                .post(path, "application/json", value.to_string())
+                .await;
             assert_eq!(status, 200, "{body}");
             parse(&body)
         }
@@ -293,7 +248,7 @@ async fn bad_uploads_get_4xx_with_the_reason_and_store_nothing() {
         ),
     ];
     for (path, body, status, reason) in cases {
-        let (got, _, text) = post(&bridge, path, "application/json", body).await;
+        let (got, _, text) = bridge.post(path, "application/json", body).await;
         assert_eq!(got, status, "{path}: {text}");
         assert!(text.contains(reason), "{path}: {text:?} lacks {reason:?}");
         if path.starts_with("/api/") && status == 422 {
@@ -322,13 +277,9 @@ async fn config_reports_are_stored_as_received_once() {
         "logs": [{"log": {"level": "notice", "sources": {"source": "Puppet"}, "messages": {"message": "Applied catalog"}}}]
     });
     let body = json!({"config_report": report}).to_string();
-    let (status, content_type, text) = post(
-        &bridge,
-        "/api/config_reports",
-        "application/json",
-        body.clone(),
-    )
-    .await;
+    let (status, content_type, text) = bridge
+        .post("/api/config_reports", "application/json", body.clone())
+        .await;
     assert_eq!(status, 201, "{text}");
     assert!(
         content_type.starts_with("application/json"),
@@ -341,7 +292,9 @@ async fn config_reports_are_stored_as_received_once() {
     let id = answer["id"].as_i64().expect("id");
 
     // The processor retries on a timeout: the same report is not stored twice.
-    let (status, _, text) = post(&bridge, "/api/v2/config_reports", "application/json", body).await;
+    let (status, _, text) = bridge
+        .post("/api/v2/config_reports", "application/json", body)
+        .await;
     assert_eq!(status, 201, "{text}");
     assert_eq!(parse(&text)["id"], id);
     assert_eq!(parse(&text)["replay"], true);
@@ -431,13 +384,13 @@ async fn facts_larger_than_the_report_limit_are_taken() {
     let db = migrated_db("writes_large").await;
     let bridge = bridge(&db, &[]).await;
     let sent = json!({"blob": "x".repeat(2 * 1024 * 1024), "kernel": "Linux"});
-    let (status, _, body) = post(
-        &bridge,
-        "/facts/large.example.com",
-        "application/json",
-        sent.to_string(),
-    )
-    .await;
+    let (status, _, body) = bridge
+        .post(
+            "/facts/large.example.com",
+            "application/json",
+            sent.to_string(),
+        )
+        .await;
     assert_eq!(status, 200, "{body}");
     let (stored, _, _) = stored_facts(&db.primary_url, "large.example.com")
         .await
@@ -470,13 +423,13 @@ async fn uploads_are_spooled_while_the_primary_is_down_and_replayed_once_it_answ
     let mut config = crate::support::config_for(&db, &[]);
     config.database_primary = closed_primary_url();
     let unspooled = TestBridge::start(config).await;
-    let (status, _, text) = post(
-        &unspooled,
-        "/facts/down.example.com",
-        "application/json",
-        facts(1, "Linux").to_string(),
-    )
-    .await;
+    let (status, _, text) = unspooled
+        .post(
+            "/facts/down.example.com",
+            "application/json",
+            facts(1, "Linux").to_string(),
+        )
+        .await;
     assert_eq!(status, 503, "{text}");
     unspooled.stop().await;
 
@@ -488,26 +441,26 @@ async fn uploads_are_spooled_while_the_primary_is_down_and_replayed_once_it_answ
     let newer = facts(200, "Linux 6.1");
     let mut received = Vec::new();
     for sent in [&older, &newer] {
-        let (status, _, text) = post(
-            &down,
-            "/facts/web01.example.com",
-            "application/json",
-            sent.to_string(),
-        )
-        .await;
+        let (status, _, text) = down
+            .post(
+                "/facts/web01.example.com",
+                "application/json",
+                sent.to_string(),
+            )
+            .await;
         assert_eq!(status, 200, "{text}");
         let answer = parse(&text);
         assert_eq!(answer["stored"], false, "{text}");
         assert_eq!(answer["spooled"], true, "{text}");
         received.push(answer["received_ms"].as_i64().expect("received_ms"));
     }
-    let (status, _, text) = post(
-        &down,
-        "/api/hosts/facts",
-        "application/json",
-        json!({"facts": older, "name": "db01.example.com"}).to_string(),
-    )
-    .await;
+    let (status, _, text) = down
+        .post(
+            "/api/hosts/facts",
+            "application/json",
+            json!({"facts": older, "name": "db01.example.com"}).to_string(),
+        )
+        .await;
     assert_eq!(status, 201, "{text}");
     assert_eq!(parse(&text)["spooled"], true, "{text}");
     let report = json!({
@@ -520,13 +473,9 @@ async fn uploads_are_spooled_while_the_primary_is_down_and_replayed_once_it_answ
     let body = json!({"config_report": report}).to_string();
     // The report processor retries: the same report is spooled twice.
     for _ in 0..2 {
-        let (status, _, text) = post(
-            &down,
-            "/api/config_reports",
-            "application/json",
-            body.clone(),
-        )
-        .await;
+        let (status, _, text) = down
+            .post("/api/config_reports", "application/json", body.clone())
+            .await;
         assert_eq!(status, 201, "{text}");
         let answer = parse(&text);
         assert_eq!(answer["stored"], false, "{text}");
@@ -616,13 +565,13 @@ async fn the_replay_loop_drains_the_spool_once_the_primary_answers() {
     config.database_primary = closed_primary_url();
     let down = TestBridge::start(config).await;
     let sent = facts(100, "Linux");
-    let (status, _, text) = post(
-        &down,
-        "/facts/loop.example.com",
-        "application/json",
-        sent.to_string(),
-    )
-    .await;
+    let (status, _, text) = down
+        .post(
+            "/facts/loop.example.com",
+            "application/json",
+            sent.to_string(),
+        )
+        .await;
     assert_eq!(status, 200, "{text}");
     assert_eq!(parse(&text)["spooled"], true, "{text}");
     down.stop().await;
