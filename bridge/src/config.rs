@@ -64,6 +64,10 @@ pub struct RawConfig {
     pub scheduler: SchedulerRaw,
     #[serde(default)]
     pub writes: WritesRaw,
+    #[serde(default)]
+    pub forward: ForwardRaw,
+    #[serde(default)]
+    pub audit: AuditConfig,
 }
 
 fn default_listen() -> String {
@@ -119,6 +123,13 @@ pub struct ForemanConfig {
     /// Refuse to start when the account check fails (otherwise: warn).
     #[serde(default)]
     pub require_admin: bool,
+    /// Client certificate and key (PEM) to present to Foreman, as the ENC
+    /// script does with `:ssl_cert`/`:ssl_key` (Foreman then takes the
+    /// bridge for a trusted smart proxy); instead of, or with, Basic auth.
+    pub ssl_cert: Option<PathBuf>,
+    pub ssl_key: Option<PathBuf>,
+    /// CA bundle (PEM) that signed Foreman's certificate, e.g. the Puppet CA.
+    pub ssl_ca: Option<PathBuf>,
 }
 
 impl Default for ForemanConfig {
@@ -131,6 +142,9 @@ impl Default for ForemanConfig {
             timeout_secs: default_foreman_timeout(),
             max_concurrency: default_foreman_concurrency(),
             require_admin: false,
+            ssl_cert: None,
+            ssl_key: None,
+            ssl_ca: None,
         }
     }
 }
@@ -251,6 +265,11 @@ pub struct WritesRaw {
     pub spool_dir: Option<std::path::PathBuf>,
     /// Bound on the spool's size on disk.
     pub spool_max_bytes: u64,
+    /// Facts the ENC depends on (Foreman derives the host's OS, domain,
+    /// interfaces, environment and taxonomy from them): a change of these is
+    /// forwarded to Foreman at once, before the host's next ENC answer.
+    #[serde(deserialize_with = "string_or_list")]
+    pub enc_facts: Vec<String>,
 }
 
 impl Default for WritesRaw {
@@ -260,6 +279,7 @@ impl Default for WritesRaw {
             volatile_facts: default_volatile_facts(),
             spool_dir: None,
             spool_max_bytes: 1024 * 1024 * 1024,
+            enc_facts: default_enc_facts(),
         }
     }
 }
@@ -284,6 +304,96 @@ pub fn default_volatile_facts() -> Vec<String> {
         "mountpoints.*.available*",
         "mountpoints.*.used*",
         "mountpoints.*.capacity",
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}
+
+/// Forwarding uploads to Foreman (`[forward]`), when `foreman.url` is set.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ForwardRaw {
+    /// Forward at all (with `foreman.url` set).
+    pub enabled: bool,
+    /// Items sent to Foreman per second at most, by the forwarding leader.
+    pub rate_per_sec: f64,
+    /// Requests to Foreman in flight at most, by the forwarding leader.
+    pub concurrency: usize,
+    /// Forward a new host's facts, and facts the ENC depends on, during the
+    /// upload itself (Foreman must know them before the host's next ENC
+    /// answer).
+    pub sync: bool,
+    /// Synchronous forwards in flight at most per bridge process; an upload
+    /// that finds none free leaves its facts to the background forwarder.
+    pub sync_concurrency: usize,
+    /// Foreman refused an item (4xx) this many times: it is set aside
+    /// (`dead`, kept and counted) until the host's next upload.
+    pub max_attempts: u32,
+    /// Longest wait between two attempts of one item.
+    pub max_backoff_secs: f64,
+}
+
+impl Default for ForwardRaw {
+    fn default() -> Self {
+        ForwardRaw {
+            enabled: true,
+            rate_per_sec: 20.0,
+            concurrency: 4,
+            sync: true,
+            sync_concurrency: 4,
+            max_attempts: 10,
+            max_backoff_secs: 300.0,
+        }
+    }
+}
+
+/// The git audit trail (`[audit]`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// The bare repository (created when missing); unset: no audit trail.
+    pub repo: Option<PathBuf>,
+    /// Events committed per round at most.
+    pub batch: usize,
+    /// How often the leader looks for new events.
+    pub every_secs: f64,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig {
+            repo: None,
+            batch: 1000,
+            every_secs: 1.0,
+        }
+    }
+}
+
+/// Facts Foreman's fact import turns into what the ENC shows: operating
+/// system, architecture, domain and interfaces (`foreman_interfaces`,
+/// `foreman_subnets`), Puppet environment, location, organization and
+/// hostgroup (`foreman_*`).
+pub fn default_enc_facts() -> Vec<String> {
+    [
+        "os",
+        "operatingsystem*",
+        "osfamily",
+        "lsbdist*",
+        "architecture",
+        "hardwaremodel",
+        "domain",
+        "fqdn",
+        "hostname",
+        "networking",
+        "interfaces",
+        "ipaddress*",
+        "macaddress*",
+        "netmask*",
+        "network*",
+        "mtu_*",
+        "environment",
+        "agent_specified_environment",
+        "foreman_*",
     ]
     .map(str::to_owned)
     .to_vec()
@@ -453,6 +563,23 @@ pub struct Config {
     pub log: LogConfig,
     pub scheduler: SchedulerSettings,
     pub writes: crate::writes::WriteSettings,
+    /// `None`: no forwarding (no `foreman.url`, or `forward.enabled` off).
+    pub forward: Option<ForwardSettings>,
+    pub audit: AuditConfig,
+}
+
+/// Forwarding, validated (see [`ForwardRaw`]).
+#[derive(Debug, Clone)]
+pub struct ForwardSettings {
+    pub rate_per_sec: f64,
+    pub concurrency: usize,
+    pub sync: bool,
+    pub sync_concurrency: usize,
+    pub max_attempts: u32,
+    pub max_backoff: Duration,
+    /// How long a claimed item is held: a request's timeout and a margin.
+    pub claim: Duration,
+    pub timeout: Duration,
 }
 
 /// The scheduler's part of a validated configuration.
@@ -615,6 +742,27 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     }
     let scheduler = validate_scheduler(&raw.scheduler, &mut errors);
     let writes = validate_writes(&raw.writes, &mut errors);
+    let forward = validate_forward(&raw.forward, &foreman, foreman_url.is_some(), &mut errors);
+    if raw.audit.batch == 0 {
+        errors.push("audit.batch: must be at least 1".into());
+    }
+    if !(raw.audit.every_secs.is_finite() && raw.audit.every_secs > 0.0) {
+        errors.push("audit.every_secs: must be a positive number of seconds".into());
+    }
+    for (key, path) in [
+        ("foreman.ssl_cert", &foreman.ssl_cert),
+        ("foreman.ssl_key", &foreman.ssl_key),
+        ("foreman.ssl_ca", &foreman.ssl_ca),
+    ] {
+        if let Some(path) = path {
+            if !path.is_file() {
+                errors.push(format!("{key}: {} is not a readable file", path.display()));
+            }
+        }
+    }
+    if foreman.ssl_cert.is_some() != foreman.ssl_key.is_some() {
+        errors.push("foreman.ssl_cert and foreman.ssl_key: give both or neither".into());
+    }
     if !errors.is_empty() {
         return Err(ConfigError(errors));
     }
@@ -632,6 +780,45 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         log: raw.log,
         scheduler,
         writes,
+        forward,
+        audit: raw.audit,
+    })
+}
+
+fn validate_forward(
+    raw: &ForwardRaw,
+    foreman: &ForemanConfig,
+    has_url: bool,
+    errors: &mut Vec<String>,
+) -> Option<ForwardSettings> {
+    if !(raw.rate_per_sec.is_finite() && raw.rate_per_sec > 0.0) {
+        errors.push("forward.rate_per_sec: must be a positive number".into());
+    }
+    if raw.concurrency == 0 {
+        errors.push("forward.concurrency: must be at least 1".into());
+    }
+    if raw.sync_concurrency == 0 {
+        errors.push("forward.sync_concurrency: must be at least 1".into());
+    }
+    if raw.max_attempts == 0 {
+        errors.push("forward.max_attempts: must be at least 1".into());
+    }
+    if !(raw.max_backoff_secs.is_finite() && raw.max_backoff_secs >= 1.0) {
+        errors.push("forward.max_backoff_secs: must be at least 1".into());
+    }
+    if !(raw.enabled && has_url) {
+        return None;
+    }
+    let timeout = Duration::from_secs(foreman.timeout_secs.max(1));
+    Some(ForwardSettings {
+        rate_per_sec: raw.rate_per_sec,
+        concurrency: raw.concurrency.max(1),
+        sync: raw.sync,
+        sync_concurrency: raw.sync_concurrency.max(1),
+        max_attempts: raw.max_attempts.max(1),
+        max_backoff: Duration::from_secs_f64(raw.max_backoff_secs.clamp(1.0, 86_400.0)),
+        claim: timeout + Duration::from_secs(30),
+        timeout,
     })
 }
 
@@ -654,6 +841,11 @@ fn validate_writes(raw: &WritesRaw, errors: &mut Vec<String>) -> crate::writes::
             "writes.spool_max_bytes: must be at least writes.max_body_bytes + 65536 ({min_spool})"
         ));
     }
+    let enc_facts = crate::writes::VolatileFacts::new(&raw.enc_facts)
+        .map_err(|e| errors.push(format!("writes.enc_facts: {e}")))
+        .unwrap_or_else(|()| {
+            crate::writes::VolatileFacts::new(&[]).expect("no patterns are valid")
+        });
     let spool = raw.spool_dir.as_ref().map(|dir| crate::spool::SpoolConfig {
         dir: dir.clone(),
         max_bytes: raw.spool_max_bytes,
@@ -663,6 +855,7 @@ fn validate_writes(raw: &WritesRaw, errors: &mut Vec<String>) -> crate::writes::
     crate::writes::WriteSettings {
         max_body_bytes: raw.max_body_bytes,
         volatile,
+        enc_facts,
         spool,
     }
 }

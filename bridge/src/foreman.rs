@@ -48,10 +48,30 @@ pub enum EncAnswer {
 
 impl ForemanClient {
     pub fn new(config: &ForemanConfig, url: &str) -> Result<Self, ForemanError> {
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .timeout(Duration::from_secs(config.timeout_secs))
             .connect_timeout(Duration::from_secs(config.timeout_secs.min(10)))
-            .user_agent(concat!("pvc-bridge/", env!("CARGO_PKG_VERSION")))
+            .user_agent(concat!("pvc-bridge/", env!("CARGO_PKG_VERSION")));
+        let read = |path: &std::path::Path| {
+            std::fs::read(path)
+                .map_err(|e| ForemanError::Http(format!("reading {}: {e}", path.display())))
+        };
+        if let (Some(cert), Some(key)) = (&config.ssl_cert, &config.ssl_key) {
+            let mut pem = read(cert)?;
+            pem.push(b'\n');
+            pem.extend(read(key)?);
+            let identity = reqwest::Identity::from_pem(&pem)
+                .map_err(|e| ForemanError::Http(format!("foreman.ssl_cert/ssl_key: {e}")))?;
+            builder = builder.identity(identity);
+        }
+        if let Some(ca) = &config.ssl_ca {
+            for cert in reqwest::Certificate::from_pem_bundle(&read(ca)?)
+                .map_err(|e| ForemanError::Http(format!("foreman.ssl_ca: {e}")))?
+            {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let http = builder
             .build()
             .map_err(|e| ForemanError::Http(e.to_string()))?;
         Ok(ForemanClient {
@@ -73,6 +93,35 @@ impl ForemanClient {
             Some(user) => request.basic_auth(user, self.password.as_ref().map(Secret::expose)),
             None => request,
         }
+    }
+
+    /// `POST <url><path>` with a JSON body, as Foreman's ENC script and
+    /// report processor send it (`Accept: application/json,version=2`,
+    /// `Content-Type: application/json`); what the answer means for the
+    /// item. Not bounded by the ENC semaphore: the forwarder bounds itself.
+    pub async fn post_json(&self, path: &str, body: Vec<u8>) -> crate::forward::Attempt {
+        use crate::forward::Attempt;
+        let mut request = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("Accept", "application/json,version=2")
+            .header("Content-Type", "application/json")
+            .body(body);
+        if let Some(user) = &self.username {
+            request = request.basic_auth(user, self.password.as_ref().map(Secret::expose));
+        }
+        let response = match request.send().await {
+            Ok(response) => response,
+            Err(error) => {
+                return Attempt::Retry {
+                    status: None,
+                    error: format!("Foreman unreachable: {}", error.without_url()),
+                }
+            }
+        };
+        let status = response.status().as_u16();
+        let body = response.text().await.unwrap_or_default();
+        Attempt::from_status(status, &body)
     }
 
     /// The host's ENC as Foreman computes it, dumped as `/node` would.

@@ -10,13 +10,16 @@
 #![forbid(unsafe_code)]
 
 pub mod answer;
+pub mod audit;
 pub mod cache;
 pub mod certname;
 pub mod config;
 pub mod enc;
 pub mod foreman;
+pub mod forward;
 pub mod hosts;
 pub mod http;
+pub mod leader;
 pub mod runs;
 pub mod schedule;
 pub mod servers;
@@ -44,6 +47,8 @@ pub struct Bridge {
     pub runs: Arc<runs::RunService>,
     pub writes: Arc<writes::WriteSettings>,
     pub uploads: Arc<writes::Uploads>,
+    /// `None` without `foreman.url` (or with `forward.enabled` off).
+    pub forwarder: Option<Arc<forward::Forwarder>>,
 }
 
 impl Bridge {
@@ -65,6 +70,14 @@ impl Bridge {
         let enc = EncService::new(Arc::clone(&db), foreman.clone(), overrides, &config.cache);
         let runs = runs::RunService::new(Arc::clone(&db), &config.scheduler);
         let uploads = Arc::new(writes::Uploads::new(Arc::clone(&db), &config.writes)?);
+        let forwarder = match (&foreman, &config.forward) {
+            (Some(foreman), Some(settings)) => Some(Arc::new(forward::Forwarder::new(
+                Arc::clone(&db),
+                Arc::clone(foreman),
+                settings.clone(),
+            ))),
+            _ => None,
+        };
         Ok(Bridge {
             db,
             enc,
@@ -72,7 +85,26 @@ impl Bridge {
             runs,
             writes: Arc::new(config.writes.clone()),
             uploads,
+            forwarder,
         })
+    }
+
+    /// Starts the background work: scheduling loops, spool replay,
+    /// forwarding to Foreman and the audit trail (the last two compete for
+    /// their leadership with the other bridge processes).
+    pub fn start_background(&self, config: &Config) -> anyhow::Result<()> {
+        self.runs.start()?;
+        self.uploads.start();
+        if let Some(forwarder) = &self.forwarder {
+            let leadership = leader::Leadership::spawn(
+                &config.database_primary,
+                leader::Role::Forwarder,
+                config.connect_timeout,
+            )?;
+            forwarder.start(leadership);
+        }
+        audit::start(config, Arc::clone(&self.db))?;
+        Ok(())
     }
 
     /// Start-up checks that need the network: the Foreman account must be
@@ -143,6 +175,7 @@ pub fn serve(
         enc: Arc::clone(&bridge.enc),
         db: Arc::clone(&bridge.db),
         runs: Arc::clone(&bridge.runs),
+        forward: bridge.forwarder.clone(),
     });
     let max_body = bridge.runs.max_report_bytes();
     let writes = actix_web::web::Data::from(Arc::clone(&bridge.writes));

@@ -101,8 +101,7 @@ fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
 async fn serve(config: Config) -> anyhow::Result<ExitCode> {
     let bridge = Bridge::new(&config)?;
     bridge.check(&config).await?;
-    bridge.runs.start()?;
-    bridge.uploads.start();
+    bridge.start_background(&config)?;
     let listener =
         TcpListener::bind(config.listen).with_context(|| format!("binding {}", config.listen))?;
     tracing::info!(

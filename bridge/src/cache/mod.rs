@@ -114,6 +114,10 @@ pub struct EncService {
     db: Arc<Db>,
     foreman: Option<Arc<ForemanClient>>,
     docs: Cache<String, Doc>,
+    /// Names whose data changed by a write this bridge made (Foreman's
+    /// import of their facts), with the primary's WAL position after it:
+    /// their next loads read a replica that has replayed it, or the primary.
+    fences: Cache<String, Arc<str>>,
     layers: Arc<Layers>,
     foreman_refresh: Duration,
     pub stats: EncStats,
@@ -143,6 +147,11 @@ impl EncService {
             db,
             foreman,
             docs,
+            // Long enough for any replica that is in use at all to replay.
+            fences: Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(Duration::from_secs(600))
+                .build(),
             layers,
             foreman_refresh: Duration::from_secs(config.foreman_refresh_secs),
             stats: EncStats::default(),
@@ -177,6 +186,20 @@ impl EncService {
         self.layers.reload_config_groups().await?;
         self.docs.invalidate(name).await;
         Ok(())
+    }
+
+    /// `names` changed on the primary up to WAL position `lsn`: their cached
+    /// documents are dropped and their next loads read data at least that
+    /// new (read-your-writes for the ENC request that follows a facts
+    /// upload).
+    pub async fn fence(&self, names: &[&str], lsn: &str) {
+        let lsn: Arc<str> = Arc::from(lsn);
+        for name in names {
+            self.fences
+                .insert((*name).to_owned(), Arc::clone(&lsn))
+                .await;
+            self.docs.invalidate(*name).await;
+        }
     }
 
     /// Drops every cached document and layer, then loads the global layers
@@ -271,7 +294,10 @@ impl EncService {
 
     async fn compute(&self, name: &str) -> Result<Computed, EncError> {
         let layers = &self.layers;
-        let (client, _role) = self.db.read().await?;
+        let (client, _role) = match self.fences.get(name).await {
+            Some(lsn) => self.db.read_after(&lsn).await?,
+            None => self.db.read().await?,
+        };
         let Some(host) = rows::find_host(&client, name).await? else {
             return Ok(Computed::Doc(Doc::NotFound));
         };

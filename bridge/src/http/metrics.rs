@@ -70,6 +70,16 @@ pub async fn render(
     );
     let _ = writeln!(
         out,
+        "# HELP pvc_bridge_database_fenced_reads_total ENC loads after a host's own write \
+         (facts forwarded to Foreman), by the server that had replayed it.\n\
+         # TYPE pvc_bridge_database_fenced_reads_total counter\n\
+         pvc_bridge_database_fenced_reads_total{{pool=\"replica\"}} {}\n\
+         pvc_bridge_database_fenced_reads_total{{pool=\"primary\"}} {}",
+        db.fenced_replica_reads.load(Ordering::Relaxed),
+        db.fenced_primary_reads.load(Ordering::Relaxed)
+    );
+    let _ = writeln!(
+        out,
         "# HELP pvc_bridge_enc_unsupported_total Hosts the bridge could not compute, by construct.\n\
          # TYPE pvc_bridge_enc_unsupported_total counter"
     );
@@ -89,6 +99,9 @@ pub async fn render(
     render_runs(&state, &mut out);
     if let Some(uploads) = uploads {
         render_uploads(&uploads, &mut out);
+    }
+    if let Some(forwarder) = &state.forward {
+        render_forward(forwarder, &mut out);
     }
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
@@ -296,6 +309,48 @@ fn escape_label(value: &str) -> String {
 }
 
 /// Plain counters: name, help, value.
+/// Forwards to Foreman, and the outbox as last read.
+fn render_forward(forwarder: &crate::forward::Forwarder, out: &mut String) {
+    let _ = writeln!(
+        out,
+        "# HELP pvc_bridge_forward_total Items sent to Foreman, by kind, mode (background: \
+         the rate-limited leader; sync: during the upload) and outcome (taken; retry: Foreman \
+         busy or failing; unreachable; refused: a 4xx about the item; busy, claimed_elsewhere, \
+         db_error: not sent).\n\
+         # TYPE pvc_bridge_forward_total counter"
+    );
+    for (kind, mode, outcome, n) in forwarder.counters.snapshot() {
+        let _ = writeln!(
+            out,
+            "pvc_bridge_forward_total{{kind=\"{kind}\",mode=\"{mode}\",outcome=\"{outcome}\"}} {n}"
+        );
+    }
+    let status = forwarder.status();
+    let _ = writeln!(
+        out,
+        "# HELP pvc_bridge_forward_leader 1 if this process sends the outbox to Foreman.\n\
+         # TYPE pvc_bridge_forward_leader gauge\npvc_bridge_forward_leader {}\n\
+         # HELP pvc_bridge_forward_rate_limit Items per second the leader sends at most.\n\
+         # TYPE pvc_bridge_forward_rate_limit gauge\npvc_bridge_forward_rate_limit {}",
+        u8::from(status.leader),
+        forwarder.settings().rate_per_sec
+    );
+    if let Some(outbox) = status.outbox {
+        let _ = writeln!(
+            out,
+            "# HELP pvc_bridge_outbox_items Items waiting to be sent to Foreman.\n\
+             # TYPE pvc_bridge_outbox_items gauge\npvc_bridge_outbox_items {}\n\
+             # HELP pvc_bridge_outbox_dead_items Items Foreman refused forward.max_attempts \
+             times, set aside until the host's next upload.\n\
+             # TYPE pvc_bridge_outbox_dead_items gauge\npvc_bridge_outbox_dead_items {}\n\
+             # HELP pvc_bridge_outbox_oldest_seconds Age of the oldest item waiting for \
+             Foreman (alert when it grows: Foreman is down or refusing).\n\
+             # TYPE pvc_bridge_outbox_oldest_seconds gauge\npvc_bridge_outbox_oldest_seconds {:.3}",
+            outbox.pending, outbox.dead, outbox.oldest_secs
+        );
+    }
+}
+
 /// Uploads by kind and outcome, and what the write spool holds.
 fn render_uploads(uploads: &Uploads, out: &mut String) {
     let _ = writeln!(

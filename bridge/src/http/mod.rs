@@ -22,6 +22,7 @@ pub struct AppState {
     pub enc: Arc<EncService>,
     pub db: Arc<Db>,
     pub runs: Arc<crate::runs::RunService>,
+    pub forward: Option<Arc<crate::forward::Forwarder>>,
 }
 
 /// Registers every route on an actix `App`.

@@ -14,6 +14,8 @@ use actix_web::{web, HttpResponse, ResponseError};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::AppState;
+use crate::forward::SyncOutcome;
 use crate::schedule::Ts;
 use crate::store::pvc::{self, PvcError};
 use crate::writes::{self, FactUpload, StoreFailure, Stored, UploadError, Uploads, WriteSettings};
@@ -128,14 +130,9 @@ async fn store(
     upload: &FactUpload,
     source: &str,
 ) -> Result<Stored<pvc::FactsStored>, WriteError> {
-    let prepared = writes::prepare_facts(upload, &settings.volatile);
+    let prepared = writes::prepare_facts(upload, settings);
     let stored = uploads
-        .store_facts(
-            upload.certname.as_str(),
-            &prepared.facts_json,
-            &prepared.stable_json,
-            source,
-        )
+        .store_facts(upload.certname.as_str(), &prepared, source)
         .await
         .map_err(|error| {
             tracing::error!(host.certname = %upload.certname, %error, "facts not stored");
@@ -150,6 +147,80 @@ async fn store(
         );
     }
     Ok(stored)
+}
+
+/// What became of stored facts on the way to Foreman.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Forwarding {
+    /// No forwarding configured.
+    Off,
+    /// Nothing new for Foreman (only volatile facts changed, or a replay).
+    NotNeeded,
+    /// Queued for the background forwarder.
+    Queued,
+    /// Foreman has them: a new host, or a change the ENC depends on.
+    Forwarded,
+    /// Should have been sent at once but could not be; queued.
+    Deferred(String),
+}
+
+impl Forwarding {
+    fn json(&self) -> serde_json::Value {
+        match self {
+            Forwarding::Off => json!("off"),
+            Forwarding::NotNeeded => json!("not_needed"),
+            Forwarding::Queued => json!("queued"),
+            Forwarding::Forwarded => json!("forwarded"),
+            Forwarding::Deferred(_) => json!("queued"),
+        }
+    }
+}
+
+/// Queues stored facts for Foreman, or sends them now when Foreman must
+/// have them before the host's next ENC answer; then that answer is
+/// computed from data at least as new as Foreman's import.
+async fn forward(
+    state: &AppState,
+    upload: &FactUpload,
+    stored: &Stored<pvc::FactsStored>,
+) -> Forwarding {
+    let Some(forwarder) = &state.forward else {
+        return Forwarding::Off;
+    };
+    let Stored::Stored(stored) = stored else {
+        // Spooled: queued when the spool is replayed.
+        return Forwarding::Queued;
+    };
+    if !stored.outcome.digest_changed() {
+        return Forwarding::NotNeeded;
+    }
+    let certname = upload.certname.as_str();
+    let now = match forwarder
+        .must_forward_now(certname, &upload.name, stored.enc_changed)
+        .await
+    {
+        Ok(now) => now,
+        Err(error) => {
+            tracing::warn!(host.certname = certname, %error, "cannot tell whether Foreman knows the host; forwarding later");
+            false
+        }
+    };
+    if !now {
+        forwarder.notify();
+        return Forwarding::Queued;
+    }
+    match forwarder.forward_now(certname).await {
+        SyncOutcome::Forwarded { lsn } => {
+            state.enc.fence(&[certname, &upload.name], &lsn).await;
+            tracing::debug!(host.certname = certname, %lsn, "facts forwarded to Foreman before the next ENC answer");
+            Forwarding::Forwarded
+        }
+        SyncOutcome::Deferred { reason } => {
+            tracing::warn!(host.certname = certname, %reason, "facts the ENC depends on could not be forwarded at once; queued");
+            forwarder.notify();
+            Forwarding::Deferred(reason)
+        }
+    }
 }
 
 fn spooled_json(certname: &str, received: Ts) -> serde_json::Value {
@@ -185,6 +256,7 @@ struct FactsQuery {
 }
 
 async fn facts_query(
+    state: web::Data<AppState>,
     uploads: web::Data<Uploads>,
     settings: web::Data<WriteSettings>,
     query: web::Query<FactsQuery>,
@@ -195,20 +267,22 @@ async fn facts_query(
             "fqdn=<certname> is required".into(),
         )))
     })?;
-    facts(&uploads, &settings, &name, payload).await
+    facts(&state, &uploads, &settings, &name, payload).await
 }
 
 async fn facts_path(
+    state: web::Data<AppState>,
     uploads: web::Data<Uploads>,
     settings: web::Data<WriteSettings>,
     certname: web::Path<String>,
     payload: web::Payload,
 ) -> Result<HttpResponse, Failure> {
-    facts(&uploads, &settings, &certname, payload).await
+    facts(&state, &uploads, &settings, &certname, payload).await
 }
 
 /// `POST /facts/<certname>`: facter JSON or the original agent's base64.
 async fn facts(
+    state: &AppState,
     uploads: &Uploads,
     settings: &WriteSettings,
     name: &str,
@@ -220,7 +294,10 @@ async fn facts(
     let stored = store(uploads, settings, &upload, "facts")
         .await
         .map_err(fail)?;
-    Ok(HttpResponse::Ok().json(stored_json(&upload, &stored)))
+    let forwarding = forward(state, &upload, &stored).await;
+    let mut answer = stored_json(&upload, &stored);
+    answer["foreman"] = forwarding.json();
+    Ok(HttpResponse::Ok().json(answer))
 }
 
 /// `POST /api/hosts/facts`. Foreman answers 201 with the host (`name`,
@@ -228,6 +305,7 @@ async fn facts(
 /// answers 201 with the host's name and what was stored: it has no Foreman
 /// host id to give (the host may not exist in Foreman yet).
 async fn foreman_facts(
+    state: web::Data<AppState>,
     uploads: web::Data<Uploads>,
     settings: web::Data<WriteSettings>,
     payload: web::Payload,
@@ -238,9 +316,12 @@ async fn foreman_facts(
     let stored = store(&uploads, &settings, &upload, "foreman")
         .await
         .map_err(fail)?;
+    let forwarding = forward(&state, &upload, &stored).await;
     let mut answer = stored_json(&upload, &stored);
-    answer["name"] = json!(upload.certname.as_str());
-    answer["display_name"] = json!(upload.certname.as_str());
+    answer["foreman"] = forwarding.json();
+    answer["name"] = json!(upload.name);
+    answer["certname"] = json!(upload.certname.as_str());
+    answer["display_name"] = json!(upload.name);
     Ok(HttpResponse::Created().json(answer))
 }
 
@@ -248,6 +329,7 @@ async fn foreman_facts(
 /// (`Api::V2::ConfigReportsController#create` → `process_response`); the
 /// bridge answers 201 with the stored report's id and what was sent.
 async fn foreman_report(
+    state: web::Data<AppState>,
     uploads: web::Data<Uploads>,
     settings: web::Data<WriteSettings>,
     payload: web::Payload,
@@ -277,6 +359,14 @@ async fn foreman_report(
             answer["stored"] = json!(true);
             answer["spooled"] = json!(false);
             answer["replay"] = json!(stored.replay);
+            answer["foreman"] = match (&state.forward, stored.replay) {
+                (None, _) => json!("off"),
+                (Some(_), true) => json!("not_needed"),
+                (Some(forwarder), false) => {
+                    forwarder.notify();
+                    json!("queued")
+                }
+            };
         }
         Stored::Spooled { received } => {
             // No id yet: the report gets one when the spool is replayed.

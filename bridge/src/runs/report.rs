@@ -40,6 +40,8 @@ impl ReportInput {
             cached_catalog_status: self.cached_catalog_status.as_deref(),
             changed_files: &self.changed_files,
             log_tail: self.log_tail.as_deref(),
+            body: None,
+            received: None,
         }
     }
 }

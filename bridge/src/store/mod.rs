@@ -51,6 +51,10 @@ pub struct DbStats {
     /// Reads that wanted a replica but got the primary.
     pub read_fallbacks: AtomicU64,
     pub replica_errors: AtomicU64,
+    /// Reads after a host's own write (see [`Db::read_after`]) served by a
+    /// replica that had replayed it, and by the primary.
+    pub fenced_replica_reads: AtomicU64,
+    pub fenced_primary_reads: AtomicU64,
 }
 
 /// The primary and the replicas.
@@ -108,6 +112,46 @@ impl Db {
             self.stats.read_fallbacks.fetch_add(1, Ordering::Relaxed);
             tracing::warn!("no replica available, reading from the primary");
         }
+        Ok((self.write().await?, PoolRole::Primary))
+    }
+
+    /// A connection for reads that must see everything up to the primary's
+    /// WAL position `lsn` (a write this bridge knows of, such as Foreman's
+    /// import of a host's facts): a replica that has replayed that far,
+    /// else the primary. One extra round trip per replica asked.
+    pub async fn read_after(&self, lsn: &str) -> Result<(Object, PoolRole), StoreError> {
+        let n = self.replicas.len();
+        let start = self.next_replica.fetch_add(1, Ordering::Relaxed);
+        for offset in 0..n {
+            let pool = &self.replicas[(start + offset) % n];
+            let Ok(client) = pool.get().await else {
+                self.stats.replica_errors.fetch_add(1, Ordering::Relaxed);
+                continue;
+            };
+            let caught_up = client
+                .query_one(
+                    "SELECT coalesce(pg_last_wal_replay_lsn() >= $1::text::pg_lsn, false)",
+                    &[&lsn],
+                )
+                .await;
+            match caught_up {
+                Ok(row) if row.get::<_, bool>(0) => {
+                    self.stats.replica_checkouts.fetch_add(1, Ordering::Relaxed);
+                    self.stats
+                        .fenced_replica_reads
+                        .fetch_add(1, Ordering::Relaxed);
+                    return Ok((client, PoolRole::Replica));
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    self.stats.replica_errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(%error, "replica cannot report its replay position");
+                }
+            }
+        }
+        self.stats
+            .fenced_primary_reads
+            .fetch_add(1, Ordering::Relaxed);
         Ok((self.write().await?, PoolRole::Primary))
     }
 

@@ -19,6 +19,7 @@ mod converges;
 mod facts;
 mod leases;
 mod migrate;
+pub mod outbox;
 mod reports;
 
 use deadpool_postgres::ClientWrapper as Client;

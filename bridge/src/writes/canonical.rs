@@ -114,6 +114,37 @@ fn strip<'a>(
     out
 }
 
+/// Only the facts `patterns` match (each with its whole subtree): the part
+/// of a fact set the ENC depends on.
+pub fn selected_facts(facts: &Map<String, Value>, patterns: &VolatileFacts) -> Map<String, Value> {
+    let mut path = Vec::new();
+    select(facts, patterns, patterns.depth(), &mut path)
+}
+
+fn select<'a>(
+    object: &'a Map<String, Value>,
+    patterns: &VolatileFacts,
+    depth: usize,
+    path: &mut Vec<&'a str>,
+) -> Map<String, Value> {
+    let mut out = Map::new();
+    for (key, value) in object {
+        path.push(key);
+        if patterns.matches(path) {
+            out.insert(key.clone(), value.clone());
+        } else if let Value::Object(child) = value {
+            if path.len() < depth {
+                let kept = select(child, patterns, depth, path);
+                if !kept.is_empty() {
+                    out.insert(key.clone(), Value::Object(kept));
+                }
+            }
+        }
+        path.pop();
+    }
+    out
+}
+
 /// Compact JSON with the keys of every object sorted (byte order), so equal
 /// fact sets give equal text whatever order they arrived in.
 pub fn canonical_json(value: &Value) -> String {
@@ -231,6 +262,31 @@ mod tests {
         assert_eq!(
             Value::Object(stable_facts(&facts, &defaults)),
             json!({"memory": {"swap": {"total": "2"}}, "ipaddress": "10.0.0.1"})
+        );
+    }
+
+    #[test]
+    fn the_enc_facts_are_the_subtrees_the_patterns_name() {
+        let defaults = VolatileFacts::new(&crate::config::default_enc_facts()).expect("ok");
+        let facts = object(json!({
+            "os": {"name": "Debian", "release": {"full": "12.5"}},
+            "networking": {"ip": "10.0.0.1", "fqdn": "a.example.com"},
+            "ipaddress_eth0": "10.0.0.1", "foreman_location": "dc1",
+            "processors": {"count": 4}, "kernelversion": "6.1"
+        }));
+        assert_eq!(
+            Value::Object(selected_facts(&facts, &defaults)),
+            json!({
+                "os": {"name": "Debian", "release": {"full": "12.5"}},
+                "networking": {"ip": "10.0.0.1", "fqdn": "a.example.com"},
+                "ipaddress_eth0": "10.0.0.1", "foreman_location": "dc1"
+            })
+        );
+        let nested = volatile(&["a.b"]);
+        let facts = object(json!({"a": {"b": 1, "c": 2}, "d": {"b": 3}}));
+        assert_eq!(
+            Value::Object(selected_facts(&facts, &nested)),
+            json!({"a": {"b": 1}})
         );
     }
 }

@@ -11,7 +11,7 @@ mod canonical;
 mod parse;
 mod service;
 
-pub use canonical::{canonical_json, stable_facts, PatternError, VolatileFacts};
+pub use canonical::{canonical_json, selected_facts, stable_facts, PatternError, VolatileFacts};
 pub use parse::{
     parse_config_report, parse_facts_body, parse_foreman_facts, FactUpload, ReportUpload,
     UploadError,
@@ -25,6 +25,8 @@ pub struct WriteSettings {
     pub max_body_bytes: usize,
     /// Facts left out of the digest.
     pub volatile: VolatileFacts,
+    /// Facts the ENC depends on (`writes.enc_facts`; same pattern syntax).
+    pub enc_facts: VolatileFacts,
     /// Where uploads wait while the primary is unreachable; `None`: they
     /// are refused with 503.
     pub spool: Option<crate::spool::SpoolConfig>,
@@ -36,6 +38,8 @@ impl Default for WriteSettings {
             max_body_bytes: crate::config::default_writes_max_body_bytes(),
             volatile: VolatileFacts::new(&crate::config::default_volatile_facts())
                 .expect("the default volatile fact patterns are valid"),
+            enc_facts: VolatileFacts::new(&crate::config::default_enc_facts())
+                .expect("the default ENC fact patterns are valid"),
             spool: None,
         }
     }
@@ -44,18 +48,25 @@ impl Default for WriteSettings {
 /// A fact upload as the database takes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PreparedFacts {
+    /// The name Foreman is to know the host by.
+    pub name: String,
     /// The facts as received, compact JSON.
     pub facts_json: String,
     /// Canonical JSON of the facts minus the volatile ones.
     pub stable_json: String,
+    /// Canonical JSON of the stable facts the ENC depends on.
+    pub enc_json: String,
 }
 
-/// The two texts stored for `upload`.
-pub fn prepare_facts(upload: &FactUpload, volatile: &VolatileFacts) -> PreparedFacts {
+/// The texts stored for `upload`.
+pub fn prepare_facts(upload: &FactUpload, settings: &WriteSettings) -> PreparedFacts {
     let facts = serde_json::Value::Object(upload.facts.clone());
-    let stable = serde_json::Value::Object(stable_facts(&upload.facts, volatile));
+    let stable = stable_facts(&upload.facts, &settings.volatile);
+    let enc = serde_json::Value::Object(selected_facts(&stable, &settings.enc_facts));
     PreparedFacts {
+        name: upload.name.clone(),
         facts_json: facts.to_string(),
-        stable_json: canonical_json(&stable),
+        stable_json: canonical_json(&serde_json::Value::Object(stable)),
+        enc_json: canonical_json(&enc),
     }
 }

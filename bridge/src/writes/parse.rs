@@ -14,7 +14,22 @@ use crate::certname::Certname;
 #[derive(Debug, Clone, PartialEq)]
 pub struct FactUpload {
     pub certname: Certname,
+    /// The name Foreman is to know the host by: the payload's `name` for
+    /// Foreman's API; the `fqdn` fact (else the certname) for the pvc
+    /// agent's, as the stock ENC script does.
+    pub name: String,
     pub facts: Map<String, Value>,
+}
+
+/// `fqdn` (legacy fact), else `networking.fqdn`, else the certname.
+fn host_name(facts: &Map<String, Value>, certname: &Certname) -> String {
+    facts
+        .get("fqdn")
+        .or_else(|| facts.get("networking").and_then(|n| n.get("fqdn")))
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty() && s.len() <= 255)
+        .map(str::to_ascii_lowercase)
+        .unwrap_or_else(|| certname.as_str().to_owned())
 }
 
 /// A config report as received, with the host it names.
@@ -87,7 +102,12 @@ pub fn parse_facts_body(name: &str, body: &[u8]) -> Result<FactUpload, UploadErr
             .map_err(|_| UploadError::Unrecognised)?;
         json_object(decoded.trim_ascii(), "facts")?
     };
-    Ok(FactUpload { certname, facts })
+    let name = host_name(&facts, &certname);
+    Ok(FactUpload {
+        certname,
+        name,
+        facts,
+    })
 }
 
 /// `POST /api/hosts/facts`: `certname` if given, else `name` (Foreman finds
@@ -114,7 +134,17 @@ pub fn parse_foreman_facts(body: &[u8]) -> Result<FactUpload, UploadError> {
         }
         None => return Err(UploadError::Invalid("facts is required".into())),
     };
-    Ok(FactUpload { certname, facts })
+    // Foreman downcases `name` too; a name it could not store is refused
+    // here rather than by Foreman later.
+    let name = match payload.get("name").and_then(Value::as_str) {
+        Some(name) if !name.is_empty() => self::certname(name)?.as_str().to_owned(),
+        _ => certname.as_str().to_owned(),
+    };
+    Ok(FactUpload {
+        certname,
+        name,
+        facts,
+    })
 }
 
 /// `POST /api/config_reports`: `{"config_report": {"host": …, …}}`.
@@ -176,10 +206,23 @@ mod tests {
             json!({"facts": {"a": 1}, "name": "host.example.com", "certname": "cert.example.com"});
         let upload = parse_foreman_facts(body.to_string().as_bytes()).expect("payload");
         assert_eq!(upload.certname.as_str(), "cert.example.com");
+        assert_eq!(upload.name, "host.example.com");
         assert_eq!(Value::Object(upload.facts), json!({"a": 1}));
         let body = json!({"facts": {}, "name": "Host.Example.com"});
         let upload = parse_foreman_facts(body.to_string().as_bytes()).expect("name only");
         assert_eq!(upload.certname.as_str(), "host.example.com");
+        assert_eq!(upload.name, "host.example.com");
+    }
+
+    #[test]
+    fn the_agents_facts_name_the_host_by_fqdn() {
+        let upload = parse_facts_body("cert.example.com", FACTS.as_bytes()).expect("json");
+        assert_eq!(upload.name, "web01.example.com");
+        let facter4 = br#"{"networking": {"fqdn": "Web02.Example.com"}}"#;
+        let upload = parse_facts_body("cert.example.com", facter4).expect("json");
+        assert_eq!(upload.name, "web02.example.com");
+        let upload = parse_facts_body("cert.example.com", b"{}").expect("json");
+        assert_eq!(upload.name, "cert.example.com");
     }
 
     #[test]

@@ -25,6 +25,12 @@ pub enum SpooledUpload {
         source: String,
         facts_json: String,
         stable_json: String,
+        /// Absent in records spooled before forwarding existed: the
+        /// certname, and the stable facts.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        enc_json: Option<String>,
     },
     Report {
         received_ms: i64,
@@ -151,15 +157,16 @@ impl Uploads {
     pub async fn store_facts(
         &self,
         certname: &str,
-        facts_json: &str,
-        stable_json: &str,
+        prepared: &super::PreparedFacts,
         source: &str,
     ) -> Result<Stored<FactsStored>, StoreFailure> {
         let received = now();
         let facts = NewFacts {
             certname,
-            facts_json,
-            stable_json,
+            name: &prepared.name,
+            facts_json: &prepared.facts_json,
+            stable_json: &prepared.stable_json,
+            enc_json: &prepared.enc_json,
             source,
             received: None,
         };
@@ -167,8 +174,10 @@ impl Uploads {
         let spooled = SpooledUpload::Facts {
             received_ms: received.0,
             source: source.to_owned(),
-            facts_json: facts_json.to_owned(),
-            stable_json: stable_json.to_owned(),
+            facts_json: prepared.facts_json.clone(),
+            stable_json: prepared.stable_json.clone(),
+            name: Some(prepared.name.clone()),
+            enc_json: Some(prepared.enc_json.clone()),
         };
         match attempt {
             Attempt::Done(stored) => {
@@ -335,11 +344,15 @@ impl Uploads {
                 source,
                 facts_json,
                 stable_json,
+                name,
+                enc_json,
             } => {
                 let facts = NewFacts {
                     certname: &record.key,
+                    name: name.as_deref().unwrap_or(&record.key),
                     facts_json,
                     stable_json,
+                    enc_json: enc_json.as_deref().unwrap_or(stable_json),
                     source,
                     received: Some(Ts(*received_ms)),
                 };

@@ -511,6 +511,8 @@ async fn a_report_releases_its_lease_once() {
         cached_catalog_status: Some("not_used"),
         changed_files: &changed_files,
         log_tail: Some("Notice: Applied catalog in 29.50 seconds"),
+        body: None,
+        received: None,
     };
     let first = report(&pools, &full).await;
     assert_eq!(first.lease, LeaseState::Released);

@@ -2,8 +2,10 @@
 //! streaming replica (one cluster for this binary, one database per test,
 //! cloned from the real Foreman 3.13 dump).
 
+mod audit;
 mod enc_golden;
 mod enc_service;
+mod forward;
 mod hosts;
 mod leases;
 mod runs;

@@ -341,8 +341,10 @@ async fn a_late_replay_never_overwrites_newer_facts() {
     let client = pools.write().await.expect("primary");
     let upload = |facts: &'static str, stable: &'static str, at: i64| NewFacts {
         certname: "late.example.com",
+        name: "late.example.com",
         facts_json: facts,
         stable_json: stable,
+        enc_json: "{}",
         source: "facts",
         received: Some(Ts(at)),
     };

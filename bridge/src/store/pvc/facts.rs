@@ -12,10 +12,14 @@ use crate::schedule::Ts;
 #[derive(Debug, Clone, Copy)]
 pub struct NewFacts<'a> {
     pub certname: &'a str,
+    /// The name Foreman is to know the host by (`fqdn`, else the certname).
+    pub name: &'a str,
     /// The facts as received (a JSON object's text).
     pub facts_json: &'a str,
     /// The canonical form minus volatile facts: what the digest is over.
     pub stable_json: &'a str,
+    /// The canonical form of the facts the ENC depends on.
+    pub enc_json: &'a str,
     /// Which endpoint they came in by (`facts`, `foreman`).
     pub source: &'a str,
     /// When the bridge accepted them; `None` is the database's now.
@@ -73,6 +77,9 @@ pub struct FactsStored {
     pub digest: String,
     pub received: Ts,
     pub digest_changed: Ts,
+    /// The facts the ENC depends on changed (or the host is new): Foreman
+    /// must have them before the host's next ENC answer.
+    pub enc_changed: bool,
 }
 
 /// Stores `facts` as the host's latest facts.
@@ -81,12 +88,14 @@ pub async fn store_facts(client: &Client, facts: &NewFacts<'_>) -> Result<FactsS
     let row = query_one(
         client,
         "storing facts",
-        "SELECT outcome, digest, received, digest_changed \
-         FROM pvc.store_facts($1, $2, $3, $4, pvc.from_ms($5))",
+        "SELECT outcome, digest, received, digest_changed, enc_changed \
+         FROM pvc.store_facts($1, $2, $3, $4, $5, $6, pvc.from_ms($7))",
         &[
             &facts.certname,
+            &facts.name,
             &facts.facts_json,
             &facts.stable_json,
+            &facts.enc_json,
             &facts.source,
             &received,
         ],
@@ -100,6 +109,7 @@ pub async fn store_facts(client: &Client, facts: &NewFacts<'_>) -> Result<FactsS
         digest: row.get("digest"),
         received: Ts(row.get("received")),
         digest_changed: Ts(row.get("digest_changed")),
+        enc_changed: row.get("enc_changed"),
     })
 }
 

@@ -25,6 +25,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "writes",
         sql: include_str!("migrations/0002_writes.sql"),
     },
+    Migration {
+        version: 3,
+        name: "forwarding",
+        sql: include_str!("migrations/0003_forwarding.sql"),
+    },
 ];
 
 /// The schema version this bridge needs.

@@ -60,6 +60,12 @@ pub struct NewReport<'a> {
     /// Monitored files that changed.
     pub changed_files: &'a [String],
     pub log_tail: Option<&'a str>,
+    /// The report's body as received: a report with the same body stored
+    /// before (a replay from the spool) is found, not added again.
+    pub body: Option<&'a str>,
+    /// When the bridge accepted it; `None` is now. The lease is decided as
+    /// of then.
+    pub received: Option<Ts>,
 }
 
 /// A stored report.
@@ -67,6 +73,8 @@ pub struct NewReport<'a> {
 pub struct ReportStored {
     pub id: i64,
     pub lease: LeaseState,
+    /// The same report was stored before: nothing written.
+    pub replay: bool,
 }
 
 /// Stores `report` and ends the lease it names, atomically; on the primary.
@@ -82,11 +90,13 @@ pub async fn store_report(
     let run_id = report.run_id.and_then(parse_run_id);
     let resources = report.resources.map(|value| value.to_string());
     let started = report.started.map(|ts| ts.0);
+    let received = report.received.map(|ts| ts.0);
     let row = query_one(
         client,
         "storing a report",
-        "SELECT report_id, lease_state FROM pvc.store_report( \
-             $1, $2::text::uuid, $3, $4, $5, pvc.from_ms($6), $7, $8::text::jsonb, $9, $10, $11)",
+        "SELECT report_id, lease_state, replay FROM pvc.store_report( \
+             $1, $2::text::uuid, $3, $4, $5, pvc.from_ms($6), $7, $8::text::jsonb, $9, $10, $11, \
+             sha256(convert_to($12::text, 'UTF8')), pvc.from_ms($13))",
         &[
             &report.certname,
             &run_id,
@@ -99,6 +109,8 @@ pub async fn store_report(
             &report.cached_catalog_status,
             &report.changed_files,
             &report.log_tail,
+            &report.body,
+            &received,
         ],
     )
     .await?;
@@ -109,5 +121,6 @@ pub async fn store_report(
     Ok(ReportStored {
         id: row.get("report_id"),
         lease,
+        replay: row.get("replay"),
     })
 }

@@ -1,0 +1,1 @@
+//! The git audit trail against the real primary and a real bare repository.

@@ -1,0 +1,1 @@
+//! Forwarding to Foreman: a recording stand-in that answers as Foreman does.
