@@ -174,6 +174,14 @@ impl Forwarding {
             Forwarding::Deferred(_) => json!("queued"),
         }
     }
+
+    /// Adds what the answer says of forwarding to `answer`.
+    fn annotate(&self, answer: &mut serde_json::Value) {
+        answer["foreman"] = self.json();
+        if let Forwarding::Deferred(reason) = self {
+            answer["foreman_deferred"] = json!(reason);
+        }
+    }
 }
 
 /// Queues stored facts for Foreman, or sends them now when Foreman must
@@ -296,7 +304,7 @@ async fn facts(
         .map_err(fail)?;
     let forwarding = forward(state, &upload, &stored).await;
     let mut answer = stored_json(&upload, &stored);
-    answer["foreman"] = forwarding.json();
+    forwarding.annotate(&mut answer);
     Ok(HttpResponse::Ok().json(answer))
 }
 
@@ -318,7 +326,7 @@ async fn foreman_facts(
         .map_err(fail)?;
     let forwarding = forward(&state, &upload, &stored).await;
     let mut answer = stored_json(&upload, &stored);
-    answer["foreman"] = forwarding.json();
+    forwarding.annotate(&mut answer);
     answer["name"] = json!(upload.name);
     answer["certname"] = json!(upload.certname.as_str());
     answer["display_name"] = json!(upload.name);

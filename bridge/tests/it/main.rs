@@ -5,6 +5,7 @@
 mod audit;
 mod enc_golden;
 mod enc_service;
+mod foreman_standin;
 mod forward;
 mod hosts;
 mod leases;
