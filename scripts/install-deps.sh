@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the tests and the demo need and a fresh Debian 12 machine
-# lacks: PostgreSQL 15 binaries, make, gzip, a C compiler, curl, the DejaVu
-# font (text of the simulation's chart). Installs
+# lacks: PostgreSQL 15 binaries, make, gzip, a C compiler, curl, git (the
+# audit trail writes with `git fast-import`), the DejaVu font (text of the
+# simulation's chart). Installs
 # nothing when all is present; needs root only when it must install.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
@@ -12,10 +13,11 @@ command -v make >/dev/null || missing+=(make)
 command -v gzip >/dev/null || missing+=(gzip)
 command -v cc >/dev/null || missing+=(build-essential)
 command -v curl >/dev/null || missing+=(curl)
+command -v git >/dev/null || missing+=(git)
 [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing+=(fonts-dejavu-core)
 
 if [ ${#missing[@]} -eq 0 ]; then
-  echo "install-deps: nothing to install (postgresql-15, make, gzip, cc, curl, fonts-dejavu-core present)"
+  echo "install-deps: nothing to install (postgresql-15, make, gzip, cc, curl, git, fonts-dejavu-core present)"
   exit 0
 fi
 if [ "$(id -u)" -ne 0 ]; then
