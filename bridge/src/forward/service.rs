@@ -328,27 +328,45 @@ impl Forwarder {
             return deferred("all synchronous forwarding slots busy");
         };
         let deadline = tokio::time::Instant::now() + SYNC_WAIT;
-        let item = loop {
+        loop {
             match self.claim(1, Some(certname)).await {
-                Ok(mut items) if !items.is_empty() => break items.remove(0),
-                Ok(_) if tokio::time::Instant::now() < deadline => {
-                    // Another sender holds the row (sending older facts).
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                Ok(mut items) if !items.is_empty() => {
+                    match self.send(&items.remove(0), "sync").await {
+                        Attempt::Taken => break,
+                        Attempt::Retry { error, .. } | Attempt::Refused { error, .. } => {
+                            return SyncOutcome::Deferred { reason: error }
+                        }
+                    }
                 }
-                Ok(_) => {
-                    self.counters.add("facts", "sync", "claimed_elsewhere");
-                    return deferred("the host's facts are being sent by another bridge");
-                }
+                Ok(_) => {}
                 Err(error) => {
                     self.counters.add("facts", "sync", "db_error");
                     return deferred(&format!("outbox unavailable: {error}"));
                 }
             }
-        };
-        match self.send(&item, "sync").await {
-            Attempt::Taken => {}
-            Attempt::Retry { error, .. } | Attempt::Refused { error, .. } => {
-                return SyncOutcome::Deferred { reason: error }
+            // Not claimable: another sender holds the row, or already sent
+            // it — and a send deletes the row only when it carried the
+            // latest facts, so then Foreman has these (or newer) ones.
+            let pending = match self.db.write().await {
+                Ok(client) => outbox::facts_pending(&client, certname).await,
+                Err(e) => Err(PvcError::Invalid(e.to_string())),
+            };
+            match pending {
+                Ok(false) => {
+                    self.counters.add("facts", "sync", "sent_elsewhere");
+                    break;
+                }
+                Ok(true) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Ok(true) => {
+                    self.counters.add("facts", "sync", "claimed_elsewhere");
+                    return deferred("the host's facts are being sent by another sender");
+                }
+                Err(error) => {
+                    self.counters.add("facts", "sync", "db_error");
+                    return deferred(&format!("outbox unavailable: {error}"));
+                }
             }
         }
         let lsn = match self.db.write().await {

@@ -595,3 +595,39 @@ async fn the_replay_loop_drains_the_spool_once_the_primary_answers() {
     up.stop().await;
     let _ = std::fs::remove_dir_all(&spool_dir);
 }
+
+/// A bridge of the previous release calls the schema's older signatures
+/// during a rolling upgrade: they still store (and queue for Foreman).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_previous_releases_calls_still_store_after_migrating() {
+    let db = migrated_db("writes_old_signatures").await;
+    let client = db.connect_primary().await.expect("primary");
+    let row = client
+        .query_one(
+            "SELECT outcome, digest FROM pvc.store_facts('old.example.com', '{\"a\":1}', \
+             '{\"a\":1}', 'facts', NULL)",
+            &[],
+        )
+        .await
+        .expect("the 0002 signature");
+    assert_eq!(row.get::<_, String>("outcome"), "new");
+    let queued: i64 = client
+        .query_one(
+            "SELECT count(*) FROM pvc.outbox WHERE certname = 'old.example.com'",
+            &[],
+        )
+        .await
+        .expect("outbox")
+        .get(0);
+    assert_eq!(queued, 1);
+    let row = client
+        .query_one(
+            "SELECT report_id, lease_state FROM pvc.store_report('old.example.com', NULL, \
+             'schedule', 'full', 0, NULL, 1.5, NULL, NULL, NULL, NULL)",
+            &[],
+        )
+        .await
+        .expect("the 0001 signature");
+    assert_eq!(row.get::<_, String>("lease_state"), "unknown");
+    assert_eq!(count(&db, "pvc.reports").await, 1);
+}

@@ -131,6 +131,20 @@ pub async fn payload(client: &Client, item: &OutboxItem) -> Result<Option<Vec<u8
     }
 }
 
+/// Whether the host's facts still wait in the outbox (claimed or not).
+/// `false` means a sender finished them: the row is deleted only by a send
+/// of its latest version.
+pub async fn facts_pending(client: &Client, certname: &str) -> Result<bool, PvcError> {
+    let row = query_one(
+        client,
+        "looking for a host's facts in the outbox",
+        "SELECT EXISTS (SELECT 1 FROM pvc.outbox WHERE kind = 'facts' AND certname = $1)",
+        &[&certname],
+    )
+    .await?;
+    Ok(row.get(0))
+}
+
 /// Foreman took `item`: removed unless re-armed meanwhile. True if removed.
 pub async fn done(client: &Client, item: &OutboxItem) -> Result<bool, PvcError> {
     let row = query_one(

@@ -100,8 +100,6 @@ CREATE FUNCTION pvc.enqueue_facts(p_certname text, p_at timestamptz) RETURNS voi
         dead = false
 $$;
 
-DROP FUNCTION pvc.store_facts(text, text, text, text, timestamptz);
-
 -- Stores one facts upload; one round trip. As in 0002, plus: `p_name` is the
 -- host name to give Foreman, `p_enc` the canonical facts the ENC depends on
 -- (`enc_changed`: their digest moved, or the host is new). A real change is
@@ -291,9 +289,6 @@ CREATE FUNCTION pvc.outbox_failed(
     WHERE o.id = p_id
 $$;
 
-DROP FUNCTION pvc.store_report(text, uuid, text, text, int, timestamptz, float8, jsonb, text,
-                               text[], text);
-
 -- As in 0001, plus: `p_digest` (over the report body as received) makes a
 -- replay of a spooled report find its row instead of adding one, and
 -- `p_received` (when the bridge accepted it) decides the lease as of then.
@@ -367,4 +362,30 @@ BEGIN
         lease_state, p_digest)
     RETURNING r.id INTO report_id;
 END
+$$;
+
+-- The 0001 signature stays, as a wrapper (rolling upgrades).
+CREATE OR REPLACE FUNCTION pvc.store_report(
+    p_certname text, p_run_id uuid, p_trigger text, p_mode text, p_exit_code int,
+    p_started timestamptz, p_duration_secs float8, p_resources jsonb,
+    p_cached_catalog_status text, p_changed_files text[], p_log_tail text,
+    OUT report_id int8, OUT lease_state text)
+    LANGUAGE sql
+    AS $$
+    SELECT s.report_id, s.lease_state
+    FROM pvc.store_report(p_certname, p_run_id, p_trigger, p_mode, p_exit_code, p_started,
+                          p_duration_secs, p_resources, p_cached_catalog_status,
+                          p_changed_files, p_log_tail, NULL, NULL) s
+$$;
+
+-- The 0002 signature stays, as a wrapper: bridges of the previous release
+-- keep storing during a rolling upgrade.
+CREATE OR REPLACE FUNCTION pvc.store_facts(
+    p_certname text, p_facts text, p_stable text, p_source text, p_received timestamptz,
+    OUT outcome text, OUT digest text, OUT received int8, OUT digest_changed int8)
+    LANGUAGE sql
+    AS $$
+    SELECT s.outcome, s.digest, s.received, s.digest_changed
+    FROM pvc.store_facts(p_certname, p_certname, p_facts, p_stable, p_stable, p_source,
+                         p_received) s
 $$;
