@@ -380,18 +380,23 @@ impl Forwarder {
     }
 
     /// Whether the host's facts must reach Foreman before its next ENC
-    /// answer: the facts the ENC depends on changed, or Foreman does not
-    /// know the host yet.
+    /// answer: Foreman does not know the host yet, or facts the ENC depends
+    /// on changed since the host's previous upload. A host's first upload
+    /// to the bridge (`first`) has no previous one to compare with: when
+    /// Foreman knows the host it has had its facts before, and they go
+    /// through the outbox (a bridge deployed in front of a running fleet
+    /// must not send every host synchronously).
     pub async fn must_forward_now(
         &self,
         certname: &str,
         name: &str,
+        first: bool,
         enc_changed: bool,
     ) -> Result<bool, PvcError> {
         if !self.settings.sync {
             return Ok(false);
         }
-        if enc_changed {
+        if enc_changed && !first {
             return Ok(true);
         }
         let client = self

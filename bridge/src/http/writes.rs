@@ -204,7 +204,12 @@ async fn forward(
     }
     let certname = upload.certname.as_str();
     let now = match forwarder
-        .must_forward_now(certname, &upload.name, stored.enc_changed)
+        .must_forward_now(
+            certname,
+            &upload.name,
+            stored.outcome == pvc::FactsOutcome::New,
+            stored.enc_changed,
+        )
         .await
     {
         Ok(now) => now,
