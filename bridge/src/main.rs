@@ -41,6 +41,15 @@ enum Command {
         #[arg(long)]
         url: Option<String>,
     },
+    /// Print a host's audit trail (`audit.repo`), newest first: date,
+    /// subject, then the diff of its facts and last run.
+    Audit {
+        certname: String,
+        /// Only changes since then: `2026-11-01`, `2026-11-01 06:00` (UTC)
+        /// or `2 weeks ago`.
+        #[arg(long)]
+        since: Option<String>,
+    },
     /// Drive the scheduler in virtual time against modelled puppetservers,
     /// beside Puppet's own strategies; writes CSV, a PNG chart and a summary.
     Simulate(pvc_bridge::simulate::Args),
@@ -95,6 +104,7 @@ fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
             let runtime = tokio::runtime::Runtime::new().context("starting tokio")?;
             runtime.block_on(print_node(config, certname))
         }
+        Command::Audit { certname, since } => print_audit(&config, &certname, since.as_deref()),
     }
 }
 
@@ -175,6 +185,33 @@ async fn print_node(config: Config, name: String) -> anyhow::Result<ExitCode> {
         }
         None => {
             eprintln!("pvc-bridge: no host named {certname}");
+            Ok(ExitCode::from(2))
+        }
+    }
+}
+
+fn print_audit(config: &Config, name: &str, since: Option<&str>) -> anyhow::Result<ExitCode> {
+    let certname: pvc_bridge::certname::Certname = name.parse().context("certname")?;
+    let repo = config
+        .audit
+        .repo
+        .as_deref()
+        .context("audit.repo (PVC_AUDIT__REPO) is not set: there is no audit trail to read")?;
+    let mut out = std::io::stdout().lock();
+    match pvc_bridge::audit::print_history(repo, &certname, since, &mut out)? {
+        pvc_bridge::audit::History::Printed => Ok(ExitCode::SUCCESS),
+        pvc_bridge::audit::History::NothingSince => {
+            eprintln!(
+                "pvc-bridge: no change of {certname} since {}",
+                since.unwrap_or("")
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        pvc_bridge::audit::History::NoBranch => {
+            eprintln!(
+                "pvc-bridge: no audit trail for {certname} in {} (no change of it recorded yet)",
+                repo.display()
+            );
             Ok(ExitCode::from(2))
         }
     }
