@@ -781,7 +781,11 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         scheduler,
         writes,
         forward,
-        audit: raw.audit,
+        audit: AuditConfig {
+            // An empty PVC_AUDIT__REPO= means unset, not the current directory.
+            repo: raw.audit.repo.filter(|p| !p.as_os_str().is_empty()),
+            ..raw.audit
+        },
     })
 }
 

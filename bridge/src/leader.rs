@@ -76,7 +76,7 @@ impl Leadership {
             )
         })?;
         config.connect_timeout(connect_timeout);
-        config.application_name(&format!("pvc-bridge {} election", role.as_str()));
+        config.application_name(format!("pvc-bridge {} election", role.as_str()));
         let (tx, rx) = watch::channel(Leader::No);
         tokio::spawn(campaign(config, role, tx));
         Ok(Leadership { role, state: rx })

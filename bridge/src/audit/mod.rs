@@ -15,7 +15,6 @@ mod git;
 mod history;
 mod layout;
 mod metrics;
-mod queue;
 mod stream;
 mod writer;
 
@@ -24,10 +23,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 
+pub use crate::store::pvc::audit::QueueError;
 pub use history::{print_history, History};
 pub use layout::{FACTS_FILE, RUN_FILE};
 pub use metrics::{AuditMetrics, AuditSnapshot};
-pub use queue::QueueError;
 pub use stream::IDENTITY;
 pub use writer::AuditWriter;
 

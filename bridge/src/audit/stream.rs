@@ -23,17 +23,7 @@ use crate::certname::Certname;
 pub const IDENTITY: &str = "pvc-bridge <pvc-bridge@localhost>";
 
 /// One queued event, as stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Event {
-    pub id: i64,
-    pub certname: String,
-    /// `facts` or `run`.
-    pub kind: String,
-    /// `at`, milliseconds since the epoch: the commit time.
-    pub at_ms: i64,
-    /// The body's JSON text.
-    pub body: String,
-}
+pub use crate::store::pvc::audit::AuditEvent as Event;
 
 /// A host's branch in the repository as the round starts.
 #[derive(Debug, Clone, PartialEq, Eq)]

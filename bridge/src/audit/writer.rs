@@ -16,9 +16,9 @@ use anyhow::Context;
 
 use super::git::GitRepo;
 use super::metrics::AuditMetrics;
-use super::queue;
 use super::stream::{Added, Event, Outcome, Planner};
 use crate::leader::{Leader, Leadership};
+use crate::store::pvc::audit as audit_queue;
 use crate::store::Db;
 
 /// Writes the audit trail of one database into one repository.
@@ -53,16 +53,16 @@ impl AuditWriter {
             .await
             .context("audit: checking the leadership")?
         {
-            return Err(queue::QueueError::NotLeader.into());
+            return Err(audit_queue::QueueError::NotLeader.into());
         }
         let repo = self.repo.clone();
         let local = blocking(move || repo.open_or_init()).await?;
-        let kept_for = queue::state(&client).await?;
+        let kept_for = audit_queue::state(&client).await?;
         if kept_for.as_deref() != Some(local.as_str()) {
             self.rebuild(&mut client, pid, &local, kept_for.as_deref())
                 .await?;
         }
-        let events = queue::fetch(&client, self.batch).await?;
+        let events = audit_queue::fetch(&client, self.batch).await?;
         if events.is_empty() {
             self.measure(&client).await?;
             return Ok(0);
@@ -73,7 +73,7 @@ impl AuditWriter {
         let ids: Vec<i64> = events.iter().map(|e| e.id).collect();
         let outcome = blocking(move || import(&repo, &events)).await?;
         let mut client = self.db.write().await.context("audit: the primary")?;
-        queue::remove(&mut client, pid, &ids).await?;
+        audit_queue::remove(&mut client, pid, &ids).await?;
         let m = &self.metrics;
         AuditMetrics::add(&m.events_committed, ids.len() as u64);
         AuditMetrics::add(&m.commits, outcome.commits);
@@ -99,7 +99,7 @@ impl AuditWriter {
     ) -> anyhow::Result<()> {
         let repo = self.repo.clone();
         let deleted = blocking(move || repo.delete_host_branches()).await?;
-        let queued = queue::requeue_all(client, pid, local).await?;
+        let queued = audit_queue::requeue_all(client, pid, local).await?;
         AuditMetrics::add(&self.metrics.rebuilds, 1);
         tracing::warn!(
             repo = %self.repo.path().display(),
@@ -113,7 +113,7 @@ impl AuditWriter {
     }
 
     async fn measure(&self, client: &deadpool_postgres::Object) -> anyhow::Result<()> {
-        let (depth, lag_ms) = queue::depth(client).await?;
+        let (depth, lag_ms) = audit_queue::depth(client).await?;
         AuditMetrics::set(&self.metrics.queue_depth, depth);
         AuditMetrics::set(&self.metrics.lag_millis, lag_ms);
         Ok(())

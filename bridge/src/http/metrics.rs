@@ -103,6 +103,9 @@ pub async fn render(
     if let Some(forwarder) = &state.forward {
         render_forward(forwarder, &mut out);
     }
+    if let Some(audit) = crate::audit::metrics() {
+        render_audit(&audit.snapshot(), &mut out);
+    }
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(out)
@@ -351,6 +354,55 @@ fn render_forward(forwarder: &crate::forward::Forwarder, out: &mut String) {
     }
 }
 
+/// The audit trail writer of this process (counts only while it leads).
+fn render_audit(audit: &crate::audit::AuditSnapshot, out: &mut String) {
+    write_counters(
+        out,
+        &[
+            (
+                "pvc_bridge_audit_events_total",
+                "Audit events taken off the queue (committed, or needing no commit).",
+                audit.events_committed,
+            ),
+            (
+                "pvc_bridge_audit_events_unchanged_total",
+                "Audit events whose files would not change (no commit).",
+                audit.events_unchanged,
+            ),
+            (
+                "pvc_bridge_audit_events_invalid_total",
+                "Audit events that could not be committed (logged).",
+                audit.events_invalid,
+            ),
+            (
+                "pvc_bridge_audit_commits_total",
+                "Commits written to the audit repository.",
+                audit.commits,
+            ),
+            (
+                "pvc_bridge_audit_rebuilds_total",
+                "Rebuilds of the audit repository from the database.",
+                audit.rebuilds,
+            ),
+            (
+                "pvc_bridge_audit_errors_total",
+                "Audit rounds that failed (retried).",
+                audit.errors,
+            ),
+        ],
+    );
+    let _ = writeln!(
+        out,
+        "# HELP pvc_bridge_audit_queue_events Audit events waiting to be committed, as last seen \
+         by the leader.\n\
+         # TYPE pvc_bridge_audit_queue_events gauge\npvc_bridge_audit_queue_events {}\n\
+         # HELP pvc_bridge_audit_lag_seconds Age of the oldest queued audit event, as last seen \
+         by the leader.\n\
+         # TYPE pvc_bridge_audit_lag_seconds gauge\npvc_bridge_audit_lag_seconds {:.3}",
+        audit.queue_depth, audit.lag_seconds
+    );
+}
+
 /// Uploads by kind and outcome, and what the write spool holds.
 fn render_uploads(uploads: &Uploads, out: &mut String) {
     let _ = writeln!(
@@ -389,6 +441,12 @@ fn render_uploads(uploads: &Uploads, out: &mut String) {
                     "pvc_bridge_spool_replayed_total",
                     "Spooled uploads stored on the primary by a replay.",
                     spool.replayed_total,
+                ),
+                (
+                    "pvc_bridge_spool_dead_letters_total",
+                    "Spooled uploads the database refused as invalid, or unreadable, \
+                     moved to dead-letters.jsonl in the spool directory.",
+                    spool.dead_letters_total,
                 ),
             ],
         );

@@ -7,6 +7,8 @@
 //! - `reports`: storing an agent's report and releasing its lease.
 //! - `converges`: "these hosts must run within T" requests and their progress.
 //! - `facts`: fact and config report uploads, and check-ins.
+//! - `outbox`: what Foreman has still to be sent.
+//! - `audit`: the audit trail's queue, read and emptied by its leader.
 //!
 //! Grants and reports are each one call of a PL/pgSQL function: one round
 //! trip, atomic, and decided on the database clock so that several bridge
@@ -15,6 +17,7 @@
 //! decide leases are stored at millisecond precision so they round-trip
 //! exactly.
 
+pub mod audit;
 mod converges;
 mod facts;
 mod leases;

@@ -5,8 +5,22 @@
 
 use deadpool_postgres::ClientWrapper as Client;
 
-use super::stream::Event;
 use crate::leader::{self, Role};
+
+/// One queued event, as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEvent {
+    pub id: i64,
+    pub certname: String,
+    /// `facts` or `run`.
+    pub kind: String,
+    /// `at`, milliseconds since the epoch: the commit time.
+    pub at_ms: i64,
+    /// The body's JSON text.
+    pub body: String,
+}
+
+use AuditEvent as Event;
 
 /// Why a leader-only write was not made.
 #[derive(Debug, thiserror::Error)]
