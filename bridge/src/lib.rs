@@ -68,8 +68,8 @@ impl Bridge {
         };
         let overrides = settings_overrides(config)?;
         let enc = EncService::new(Arc::clone(&db), foreman.clone(), overrides, &config.cache);
-        let runs = runs::RunService::new(Arc::clone(&db), &config.scheduler);
         let uploads = Arc::new(writes::Uploads::new(Arc::clone(&db), &config.writes)?);
+        let runs = runs::RunService::new(Arc::clone(&db), &config.scheduler, Arc::clone(&uploads));
         let forwarder = match (&foreman, &config.forward) {
             (Some(foreman), Some(settings)) => Some(Arc::new(forward::Forwarder::new(
                 Arc::clone(&db),

@@ -10,6 +10,7 @@ use crate::answer::Answer;
 use crate::certname::Certname;
 use crate::runs::{self, ConvergeRequest, RunError};
 use crate::schedule::Poll;
+use crate::writes::Stored;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/host", web::get().to(host_query))
@@ -216,18 +217,34 @@ async fn report(
         .report(&certname, &input)
         .await
         .map_err(run_error)?;
-    tracing::debug!(
-        host.certname = %certname,
-        run_id = input.run_id.as_deref().unwrap_or(""),
-        exit_code = input.exit_code,
-        lease = stored.lease.as_str(),
-        "report stored"
-    );
-    Ok(HttpResponse::Ok().json(serde_json::json!({
-        "stored": true,
-        "report_id": stored.id,
-        "lease": stored.lease.as_str(),
-    })))
+    let answer = match stored {
+        Stored::Stored(stored) => {
+            tracing::debug!(
+                host.certname = %certname,
+                run_id = input.run_id.as_deref().unwrap_or(""),
+                exit_code = input.exit_code,
+                lease = stored.lease.as_str(),
+                replay = stored.replay,
+                "report stored"
+            );
+            serde_json::json!({
+                "stored": true,
+                "spooled": false,
+                "report_id": stored.id,
+                "lease": stored.lease.as_str(),
+                "replay": stored.replay,
+            })
+        }
+        // No row and no lease decision yet: both come with the replay.
+        Stored::Spooled { received } => serde_json::json!({
+            "stored": false,
+            "spooled": true,
+            "report_id": null,
+            "lease": null,
+            "received_ms": received.0,
+        }),
+    };
+    Ok(HttpResponse::Ok().json(answer))
 }
 
 /// `POST /ppm`: the original pvc capacity push from each puppetmaster.

@@ -1,7 +1,9 @@
 //! The run-decision service: the pure scheduler behind a mutex, the host
 //! directory in memory, leases on the primary, and the background loops
 //! that keep them current. A poll that is not granted touches no database;
-//! a grant is one round trip to the primary (`pvc.grant`).
+//! a grant is one round trip to the primary (`pvc.grant`). Reports go
+//! through the uploads (`writes::Uploads`): stored, or spooled while the
+//! primary is unreachable, and the scheduler learns the run ended either way.
 
 mod answer;
 mod report;
@@ -24,6 +26,7 @@ use crate::schedule::{
     Ts,
 };
 use crate::store::{pvc, runs as feed, Db};
+use crate::writes::{StoreFailure, Stored, Uploads};
 
 /// Errors of the run service that a client sees.
 #[derive(Debug, thiserror::Error)]
@@ -127,6 +130,8 @@ impl OwnRuns {
 
 pub struct RunService {
     db: Arc<Db>,
+    /// Stores reports, or spools them while the primary is unreachable.
+    uploads: Arc<Uploads>,
     settings: SchedulerSettings,
     flags: FlagConfig,
     scheduler: Mutex<Scheduler>,
@@ -144,7 +149,11 @@ pub struct RunService {
 }
 
 impl RunService {
-    pub fn new(db: Arc<Db>, settings: &SchedulerSettings) -> Arc<RunService> {
+    pub fn new(
+        db: Arc<Db>,
+        settings: &SchedulerSettings,
+        uploads: Arc<Uploads>,
+    ) -> Arc<RunService> {
         let clock = Clock::default();
         let servers = settings
             .servers
@@ -159,6 +168,7 @@ impl RunService {
         let scheduler = Scheduler::new(settings.config.clone(), servers, clock.now());
         Arc::new(RunService {
             db,
+            uploads,
             settings: settings.clone(),
             flags: FlagConfig {
                 prefix: settings.flag_prefix.clone(),
@@ -659,27 +669,28 @@ impl RunService {
         Ok(pvc::grant(&client, &request).await?)
     }
 
-    /// Stores a report and ends its lease.
+    /// Stores a report and ends its lease; while the primary is
+    /// unreachable, spools it (the lease ends when it is replayed, as of
+    /// now). Either way the host's run is over for the scheduler.
     pub async fn report(
         &self,
         certname: &Certname,
         input: &ReportInput,
-    ) -> Result<pvc::ReportStored, RunError> {
+    ) -> Result<Stored<pvc::ReportStored>, RunError> {
         let info = self.host(certname).await?;
-        let client = self
-            .db
-            .write()
-            .await
-            .map_err(|e| RunError::Unavailable(e.to_string()))?;
-        let stored = pvc::store_report(&client, &input.as_new_report(info.certname.as_str()))
+        let stored = self
+            .uploads
+            .store_agent_report(info.certname.as_str(), input, self.now())
             .await
             .map_err(|e| match e {
-                pvc::PvcError::Invalid(m) => RunError::BadRequest(m),
+                StoreFailure::Refused(pvc::PvcError::Invalid(m)) => RunError::BadRequest(m),
                 other => RunError::Unavailable(other.to_string()),
             })?;
         self.stats.reports.fetch_add(1, Ordering::Relaxed);
-        if stored.lease != pvc::LeaseState::Released {
-            self.stats.reports_stale.fetch_add(1, Ordering::Relaxed);
+        if let Stored::Stored(stored) = &stored {
+            if stored.lease != pvc::LeaseState::Released {
+                self.stats.reports_stale.fetch_add(1, Ordering::Relaxed);
+            }
         }
         let now = self.now();
         let mut scheduler = self.scheduler();

@@ -1,9 +1,10 @@
 //! `/report` bodies: the JSON pvc-agent sends, or the original agent's
 //! base64 of `puppet agent -t` output (`curl -d @file`, so newlines are
-//! already stripped).
+//! already stripped); and a report's canonical body, what it is stored,
+//! spooled and recognised by.
 
 use base64::Engine;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::schedule::Ts;
 use crate::store::pvc::NewReport;
@@ -44,6 +45,69 @@ impl ReportInput {
             received: None,
         }
     }
+
+    /// The report as canonical JSON (fixed fields, object keys sorted at
+    /// every level): stored with the report (its digest recognises the
+    /// same report stored again: an agent's retry, a replay from the
+    /// spool) and spooled in its place ([`ReportInput::from_canonical_body`]
+    /// reads it back). A report with neither a run id nor a start time
+    /// (the original agent's log) says nothing that tells two runs apart,
+    /// so `received` (when the bridge accepted it) is part of its body:
+    /// two identical logs are two reports.
+    pub fn canonical_body(&self, received: Ts) -> String {
+        let anonymous = self.run_id.is_none() && self.started.is_none();
+        let canonical = Canonical {
+            run_id: self.run_id.clone(),
+            trigger: self.trigger.clone(),
+            mode: self.mode.clone(),
+            exit_code: self.exit_code,
+            started_ms: self.started.map(|t| t.0),
+            duration_secs: self.duration_secs,
+            resources: self.resources.clone(),
+            cached_catalog_status: self.cached_catalog_status.clone(),
+            changed_files: self.changed_files.clone(),
+            log_tail: self.log_tail.clone(),
+            received_ms: anonymous.then_some(received.0),
+        };
+        let value = serde_json::to_value(&canonical).expect("a report serialises");
+        crate::writes::canonical_json(&value)
+    }
+
+    /// The report a [`ReportInput::canonical_body`] describes.
+    pub fn from_canonical_body(body: &str) -> Result<ReportInput, ReportParseError> {
+        let c: Canonical =
+            serde_json::from_str(body).map_err(|e| ReportParseError::Json(e.to_string()))?;
+        Ok(ReportInput {
+            run_id: c.run_id,
+            trigger: c.trigger,
+            mode: c.mode,
+            exit_code: c.exit_code,
+            started: c.started_ms.map(Ts),
+            duration_secs: c.duration_secs,
+            resources: c.resources,
+            cached_catalog_status: c.cached_catalog_status,
+            changed_files: c.changed_files,
+            log_tail: c.log_tail,
+        })
+    }
+}
+
+/// The fields of a canonical body; validated when the report came in.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Canonical {
+    run_id: Option<String>,
+    trigger: Option<String>,
+    mode: Option<String>,
+    exit_code: Option<i32>,
+    started_ms: Option<i64>,
+    duration_secs: Option<f64>,
+    resources: Option<serde_json::Value>,
+    cached_catalog_status: Option<String>,
+    changed_files: Vec<String>,
+    log_tail: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    received_ms: Option<i64>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -227,6 +291,55 @@ mod tests {
             parse_report(b"not base64 at all!", false),
             Err(ReportParseError::Unrecognised)
         );
+    }
+
+    #[test]
+    fn a_canonical_body_reads_back_as_the_same_report() {
+        let body = br#"{"run_id":"0b9f7c1e-8a4e-4a57-9d7b-2a3f7e0c9d11","trigger":"schedule",
+            "mode":"cached_catalog","exit_code":0,"started":1795738741.25,"duration_secs":0.1,
+            "resources":{"total":9,"changed":0,"nested":{"b":1,"a":[2,1]}},
+            "cached_catalog_status":"explicitly_requested","changed_files":["/etc/b","/etc/a"],
+            "log_tail":"Notice: \"quoted\" \u00e9\n"}"#;
+        let input = parse_report(body, true).unwrap();
+        let canonical = input.canonical_body(Ts(5));
+        assert_eq!(
+            ReportInput::from_canonical_body(&canonical),
+            Ok(input.clone())
+        );
+        // Canonical: the same report however its keys were ordered.
+        let reordered =
+            br#"{"log_tail":"Notice: \"quoted\" \u00e9\n","changed_files":["/etc/b","/etc/a"],
+            "cached_catalog_status":"explicitly_requested",
+            "resources":{"nested":{"a":[2,1],"b":1},"changed":0,"total":9},
+            "duration_secs":0.1,"started":1795738741.25,"exit_code":0,"mode":"cached_catalog",
+            "trigger":"schedule","run_id":"0b9f7c1e-8a4e-4a57-9d7b-2a3f7e0c9d11"}"#;
+        let again = parse_report(reordered, true).unwrap();
+        assert_eq!(
+            again.canonical_body(Ts(99)),
+            canonical,
+            "received is not part of it"
+        );
+        // Any difference in what the run says is a different body.
+        let other = ReportInput {
+            exit_code: Some(2),
+            ..input.clone()
+        };
+        assert_ne!(other.canonical_body(Ts(5)), canonical);
+        assert!(ReportInput::from_canonical_body("{\"surprise\":1}").is_err());
+    }
+
+    #[test]
+    fn reports_without_a_run_id_or_start_are_told_apart_by_their_receive_time() {
+        let log = base64::engine::general_purpose::STANDARD.encode("Notice: Applied catalog\n");
+        let input = parse_report(log.as_bytes(), false).unwrap();
+        let first = input.canonical_body(Ts(1_000));
+        assert_ne!(first, input.canonical_body(Ts(2_000)));
+        assert_eq!(
+            first,
+            input.canonical_body(Ts(1_000)),
+            "a replay: the same body"
+        );
+        assert_eq!(ReportInput::from_canonical_body(&first), Ok(input));
     }
 
     #[test]

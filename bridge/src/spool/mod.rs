@@ -9,6 +9,8 @@
 //!   processed, replaced atomically (write, fsync, rename, fsync the
 //!   directory). It is kept even when the spool is empty so that sequence
 //!   numbers are never reused.
+//! - `dead-letters.jsonl`: records the consumer can never take, set aside
+//!   (`dead`) so the records behind them are not held back.
 //!
 //! Delivery is at-least-once: a record is acknowledged only after the
 //! consumer returned `Ok`, and the cursor is persisted in batches, so a
@@ -16,6 +18,7 @@
 //! make replays idempotent; every record carries a `seq` that is unique and
 //! increasing for the life of the directory.
 
+mod dead;
 mod frame;
 mod store;
 #[cfg(test)]
@@ -74,6 +77,8 @@ pub struct SpoolStats {
     pub appended_total: u64,
     pub full_total: u64,
     pub replayed_total: u64,
+    /// Since open: records set aside in the dead-letter file.
+    pub dead_letters_total: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -105,10 +110,23 @@ pub enum SpoolError {
     },
 }
 
+/// Why the consumer did not take a record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rejection<E> {
+    /// Not now (the primary is down, the schema missing): the replay stops
+    /// and the record, with all after it, stays for the next one.
+    Retry(E),
+    /// Never (the database refuses it as invalid, it cannot be decoded):
+    /// the record is moved to the dead-letter file with this reason,
+    /// acknowledged, and the replay goes on.
+    DeadLetter(String),
+}
+
 /// Why a replay stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError<E> {
-    /// The consumer refused record `seq`; it and all later records stay.
+    /// The consumer asked to retry record `seq`; it and all later records
+    /// stay.
     #[error("spooled record {seq} not accepted")]
     Consumer { seq: u64, error: E },
     #[error(transparent)]
@@ -156,6 +174,7 @@ pub struct Spool {
     appended_total: AtomicU64,
     full_total: AtomicU64,
     replayed_total: AtomicU64,
+    dead_letters_total: AtomicU64,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -212,6 +231,7 @@ impl Spool {
             appended_total: AtomicU64::new(0),
             full_total: AtomicU64::new(0),
             replayed_total: AtomicU64::new(0),
+            dead_letters_total: AtomicU64::new(0),
         })
     }
 
@@ -312,17 +332,24 @@ impl Spool {
             appended_total: self.appended_total.load(Ordering::Relaxed),
             full_total: self.full_total.load(Ordering::Relaxed),
             replayed_total: self.replayed_total.load(Ordering::Relaxed),
+            dead_letters_total: self.dead_letters_total.load(Ordering::Relaxed),
         }
     }
 
+    /// The file refused records are moved to (it exists once one was).
+    pub fn dead_letter_path(&self) -> PathBuf {
+        dead::path(&self.config.dir)
+    }
+
     /// Hands the records to `f` in seq order, acknowledging each once `f`
-    /// returned `Ok`. Stops at the first `Err`, keeping that record and all
-    /// after it. Records appended while it runs wait for the next replay.
-    /// Returns how many records were acknowledged. At-least-once: see the
-    /// module documentation.
+    /// returned `Ok`, or once a record `f` answered `DeadLetter` is in the
+    /// dead-letter file. Stops at the first `Retry`, keeping that record
+    /// and all after it. Records appended while it runs wait for the next
+    /// replay. Returns how many records were acknowledged (dead letters
+    /// included). At-least-once: see the module documentation.
     pub fn replay<E>(
         &self,
-        mut f: impl FnMut(&Record) -> Result<(), E>,
+        mut f: impl FnMut(&Record) -> Result<(), Rejection<E>>,
     ) -> Result<usize, ReplayError<E>> {
         let _replaying = lock(&self.replaying);
         let last = lock(&self.inner).next_seq - 1;
@@ -352,11 +379,19 @@ impl Spool {
                 }
                 Err(error) => break Err(ReplayError::Spool(error)),
             };
-            if let Err(error) = f(&record) {
-                break Err(ReplayError::Consumer {
-                    seq: record.seq,
-                    error,
-                });
+            match f(&record) {
+                Ok(()) => {}
+                Err(Rejection::Retry(error)) => {
+                    break Err(ReplayError::Consumer {
+                        seq: record.seq,
+                        error,
+                    })
+                }
+                Err(Rejection::DeadLetter(reason)) => {
+                    if let Err(error) = self.dead_letter(&record, &reason) {
+                        break Err(ReplayError::Spool(error));
+                    }
+                }
             }
             {
                 let mut inner = lock(&self.inner);
@@ -396,6 +431,23 @@ impl Spool {
         Ok(done)
     }
 
+    /// Moves `record` to the dead-letter file (durably: it is acknowledged
+    /// right after this returns).
+    fn dead_letter(&self, record: &Record, reason: &str) -> Result<(), SpoolError> {
+        let line = dead::line(record, reason, now_ms());
+        let path = dead::append(&self.config.dir, &line)?;
+        self.dead_letters_total.fetch_add(1, Ordering::Relaxed);
+        tracing::error!(
+            file = %path.display(),
+            seq = record.seq,
+            kind = %record.kind,
+            host.certname = %record.key,
+            reason,
+            "spooled record refused: moved to the dead-letter file, replay goes on"
+        );
+        Ok(())
+    }
+
     /// Writes the cursor, then deletes the segments it fully covers (in
     /// that order: a deleted segment must never come back as unacknowledged,
     /// and the cursor keeps seqs from being reused).
@@ -426,4 +478,11 @@ impl Spool {
         }
         Ok(())
     }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }

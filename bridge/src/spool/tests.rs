@@ -50,7 +50,7 @@ fn drain(spool: &Spool) -> Vec<Record> {
     spool
         .replay(|r| {
             seen.push(r.clone());
-            Ok::<(), ()>(())
+            Ok::<(), Rejection<()>>(())
         })
         .expect("replay");
     seen
@@ -178,7 +178,7 @@ fn a_refused_record_stays_with_everything_after_it() {
     let result = spool.replay(|r| {
         calls.push(r.seq);
         if r.key == "host2" {
-            Err("primary down")
+            Err(Rejection::Retry("primary down"))
         } else {
             Ok(())
         }
@@ -294,7 +294,7 @@ fn acknowledged_segments_are_removed() {
     let _ = spool.replay(|_| {
         n += 1;
         if n > 4 {
-            Err(())
+            Err(Rejection::Retry(()))
         } else {
             Ok(())
         }
@@ -322,7 +322,7 @@ fn a_crash_before_acknowledging_replays_the_record_again() {
         if r.key == "host2" {
             crash_image(&dir.0, &image.0);
         }
-        Ok::<(), ()>(())
+        Ok::<(), Rejection<()>>(())
     });
     assert_eq!(replayed.unwrap(), 5);
 
@@ -358,7 +358,7 @@ fn a_crash_mid_replay_resumes_from_the_last_persisted_batch() {
         if r.key == "host100" {
             crash_image(&dir.0, &image.0);
         }
-        Ok::<(), ()>(())
+        Ok::<(), Rejection<()>>(())
     });
     assert_eq!(replayed.unwrap(), 150);
 
@@ -410,7 +410,7 @@ fn a_damaged_cursor_replays_rather_than_loses() {
     let _ = spool.replay(|_| {
         n += 1;
         if n > 2 {
-            Err(())
+            Err(Rejection::Retry(()))
         } else {
             Ok(())
         }
@@ -422,4 +422,118 @@ fn a_damaged_cursor_replays_rather_than_loses() {
     let spool = open(&dir.0);
     let keys: Vec<_> = drain(&spool).into_iter().map(|r| r.key).collect();
     assert_eq!(keys, vec!["host0", "host1", "host2", "host3"]);
+}
+
+/// The dead-letter file's lines, parsed.
+fn dead_letters(dir: &Path) -> Vec<serde_json::Value> {
+    match std::fs::read_to_string(dir.join("dead-letters.jsonl")) {
+        Ok(text) => text
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("a JSON line"))
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => panic!("reading the dead-letter file: {e}"),
+    }
+}
+
+#[test]
+fn a_refused_record_is_set_aside_and_the_replay_goes_on() {
+    let dir = TempDir::new();
+    let spool = open(&dir.0);
+    let mut seqs = Vec::new();
+    for i in 0..5 {
+        seqs.push(
+            spool
+                .append("facts", &format!("host{i}"), &body(i))
+                .unwrap(),
+        );
+    }
+    spool.append("report", "host5", b"\xffnot json").unwrap();
+    let mut stored = Vec::new();
+    let replayed = spool
+        .replay(|r| match r.key.as_str() {
+            "host1" | "host3" => Err(Rejection::DeadLetter(format!("{} is invalid", r.key))),
+            "host5" => Err(Rejection::DeadLetter("unreadable".into())),
+            _ => {
+                stored.push(r.key.clone());
+                Ok::<(), Rejection<()>>(())
+            }
+        })
+        .expect("replay");
+    assert_eq!(replayed, 6, "dead letters are acknowledged too");
+    assert_eq!(stored, vec!["host0", "host2", "host4"]);
+    let stats = spool.pending();
+    assert_eq!((stats.records, stats.dead_letters_total), (0, 3));
+    assert_eq!(spool.dead_letter_path(), dir.0.join("dead-letters.jsonl"));
+
+    let lines = dead_letters(&dir.0);
+    assert_eq!(lines.len(), 3);
+    assert_eq!(lines[0]["seq"], seqs[1]);
+    assert_eq!(lines[0]["kind"], "facts");
+    assert_eq!(lines[0]["key"], "host1");
+    assert_eq!(lines[0]["error"], "host1 is invalid");
+    assert_eq!(lines[0]["body"], serde_json::json!({"n": 1}));
+    assert_eq!(lines[1]["key"], "host3");
+    assert_eq!(lines[2]["kind"], "report");
+    assert!(lines[2]["body_base64"].is_string(), "{}", lines[2]);
+
+    // Set aside for good: they never come back, after a restart either.
+    drop(spool);
+    let spool = open(&dir.0);
+    assert!(drain(&spool).is_empty());
+    assert_eq!(dead_letters(&dir.0).len(), 3, "the file is kept");
+}
+
+#[test]
+fn a_retry_after_a_dead_letter_keeps_the_rest_and_the_dead_letter_once() {
+    let dir = TempDir::new();
+    let spool = open(&dir.0);
+    for i in 0..4 {
+        spool
+            .append("facts", &format!("host{i}"), &body(i))
+            .unwrap();
+    }
+    let result = spool.replay(|r| match r.key.as_str() {
+        "host0" => Err(Rejection::DeadLetter("invalid".into())),
+        "host2" => Err(Rejection::Retry("primary down")),
+        _ => Ok(()),
+    });
+    assert!(
+        matches!(
+            result,
+            Err(ReplayError::Consumer {
+                error: "primary down",
+                ..
+            })
+        ),
+        "{result:?}"
+    );
+    assert_eq!(spool.pending().records, 2);
+    drop(spool);
+    let spool = open(&dir.0);
+    let keys: Vec<_> = drain(&spool).into_iter().map(|r| r.key).collect();
+    assert_eq!(keys, vec!["host2", "host3"]);
+    let lines = dead_letters(&dir.0);
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["key"], "host0");
+}
+
+#[test]
+fn a_dead_letter_file_that_cannot_be_written_keeps_the_record() {
+    let dir = TempDir::new();
+    let spool = open(&dir.0);
+    spool.append("facts", "host0", &body(0)).unwrap();
+    spool.append("facts", "host1", &body(1)).unwrap();
+    // A directory where the file should be: appending fails.
+    std::fs::create_dir(dir.0.join("dead-letters.jsonl")).unwrap();
+    let result = spool.replay(|_| Err(Rejection::<()>::DeadLetter("invalid".into())));
+    assert!(matches!(result, Err(ReplayError::Spool(_))), "{result:?}");
+    let stats = spool.pending();
+    assert_eq!((stats.records, stats.dead_letters_total), (2, 0));
+    std::fs::remove_dir(dir.0.join("dead-letters.jsonl")).unwrap();
+    let replayed = spool
+        .replay(|_| Err(Rejection::<()>::DeadLetter("invalid".into())))
+        .unwrap();
+    assert_eq!(replayed, 2);
+    assert_eq!(dead_letters(&dir.0).len(), 2);
 }

@@ -60,10 +60,11 @@ pub fn foreman_fixture() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/foreman/foreman.sql.gz")
 }
 
+static SHARED: OnceLock<Result<Cluster, String>> = OnceLock::new();
+
 /// The cluster of this test binary, started on first use and torn down by its
 /// watchdog when the process exits. Panics if PostgreSQL cannot be started.
 pub fn shared() -> &'static Cluster {
-    static SHARED: OnceLock<Result<Cluster, String>> = OnceLock::new();
     match SHARED.get_or_init(|| Cluster::start().map_err(|e| format!("{e:#}"))) {
         Ok(cluster) => cluster,
         Err(e) => panic!("pvc-testkit: cannot start the PostgreSQL cluster: {e}"),
@@ -297,6 +298,59 @@ impl Cluster {
     /// output (`|` between columns), trimmed.
     pub fn psql(&self, server: Server, db: &str, sql: &str) -> Result<String> {
         self.pg.psql(server, db, sql)
+    }
+
+    /// Stops the primary as an operator does (`pg_ctl stop -m fast`:
+    /// sessions are ended, statements in flight rolled back); the replica
+    /// keeps serving reads and waits for it. Refused on [`shared`], which
+    /// other tests use: start a cluster of your own.
+    pub async fn stop_primary(&self) -> Result<()> {
+        self.refuse_shared("stop the primary")?;
+        blocking(&self.pg, |pg| {
+            run(pg
+                .server_cmd("pg_ctl")
+                .arg("-D")
+                .arg(pg.dir.join("primary"))
+                .args(["stop", "-m", "fast", "-w", "-t", "60"]))
+            .map(drop)
+        })
+        .await
+    }
+
+    /// Starts the primary stopped by [`Cluster::stop_primary`] again, on
+    /// the same port, and waits until the replica streams from it.
+    pub async fn start_primary(&self) -> Result<()> {
+        self.refuse_shared("start the primary")?;
+        blocking(&self.pg, |pg| {
+            let log = pg.dir.join("primary.log");
+            run(pg
+                .server_cmd("pg_ctl")
+                .arg("-D")
+                .arg(pg.dir.join("primary"))
+                .arg("-l")
+                .arg(&log)
+                .args(["-w", "-t", "60", "start"]))
+            .with_context(|| {
+                format!(
+                    "restarting the primary; {}:\n{}",
+                    log.display(),
+                    tail(&fs::read_to_string(&log).unwrap_or_default(), 40)
+                )
+            })?;
+            pg.wait_caught_up(true)
+        })
+        .await
+    }
+
+    fn refuse_shared(&self, what: &str) -> Result<()> {
+        if let Some(Ok(shared)) = SHARED.get() {
+            if std::ptr::eq(shared, self) {
+                bail!(
+                    "cannot {what} of the shared cluster: other tests use it; use Cluster::start()"
+                );
+            }
+        }
+        Ok(())
     }
 }
 
