@@ -333,8 +333,10 @@ BEGIN
         lease_state := 'unknown';
     ELSIF v_lease.ended IS NULL THEN
         IF v_lease.expires > v_now THEN
-            UPDATE pvc.leases l SET ended = greatest(v_now, l.granted), end_reason = 'report',
-                exit_code = p_exit_code
+            -- Ended now even for a replayed report decided as of its receive
+            -- time: other bridges follow leases by `ended` and must see it.
+            UPDATE pvc.leases l SET ended = greatest(clock_timestamp(), l.granted),
+                end_reason = 'report', exit_code = p_exit_code
             WHERE l.run_id = p_run_id;
             lease_state := 'released';
         ELSE
