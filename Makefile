@@ -2,7 +2,7 @@
 CARGO ?= cargo
 PG_DIR ?= .demo/pg
 
-.PHONY: test deps demo bench bench-host pg-up pg-down
+.PHONY: test deps demo bench bench-host bench-facts pg-up pg-down
 
 ## test: formatting, lints, then every crate's tests (installs PostgreSQL 15 binaries if missing)
 test: deps
@@ -18,15 +18,21 @@ deps:
 demo:
 	bash scripts/demo.sh
 
-## bench: the load benchmarks (oha): the ENC (10K-host fleet), then /host (100K-host
-## fleet); results go to docs/benchmarks.md
+## bench: the load benchmarks: the ENC (10K-host fleet), then /host (100K-host
+## fleet), then fact uploads (30 KB facts, forwarding and audit trail on); results go
+## to docs/benchmarks.md
 bench:
 	bash bench/enc.sh
 	bash bench/host.sh
+	bash bench/facts.sh
 
 ## bench-host: the /host benchmark alone; rewrites its section of docs/benchmarks.md
 bench-host:
 	bash bench/host.sh
+
+## bench-facts: the fact upload benchmark alone; rewrites its section of docs/benchmarks.md
+bench-facts:
+	bash bench/facts.sh
 
 ## pg-up: a PostgreSQL primary + streaming replica in $(PG_DIR) with database
 ## `foreman` loaded from the fixture; connection settings in $(PG_DIR)/env
