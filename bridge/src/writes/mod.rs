@@ -11,7 +11,9 @@ mod canonical;
 mod parse;
 mod service;
 
-pub use canonical::{canonical_json, selected_facts, stable_facts, PatternError, VolatileFacts};
+pub use canonical::{
+    canonical_facts, canonical_json, selected_facts, stable_facts, PatternError, VolatileFacts,
+};
 pub use parse::{
     parse_config_report, parse_facts_body, parse_foreman_facts, FactUpload, ReportUpload,
     UploadError,
@@ -60,13 +62,10 @@ pub struct PreparedFacts {
 
 /// The texts stored for `upload`.
 pub fn prepare_facts(upload: &FactUpload, settings: &WriteSettings) -> PreparedFacts {
-    let facts = serde_json::Value::Object(upload.facts.clone());
-    let stable = stable_facts(&upload.facts, &settings.volatile);
-    let enc = serde_json::Value::Object(selected_facts(&stable, &settings.enc_facts));
     PreparedFacts {
         name: upload.name.clone(),
-        facts_json: facts.to_string(),
-        stable_json: canonical_json(&serde_json::Value::Object(stable)),
-        enc_json: canonical_json(&enc),
+        facts_json: serde_json::to_string(&upload.facts).expect("a JSON map serialises"),
+        stable_json: canonical_facts(&upload.facts, &settings.volatile, None),
+        enc_json: canonical_facts(&upload.facts, &settings.volatile, Some(&settings.enc_facts)),
     }
 }
