@@ -24,20 +24,6 @@ TARGET_DRAIN_S = 5.0
 MB = 1e6
 FACTS_PATH = "POST /api/v2/hosts/facts"
 
-# docs/benchmarks.md has one section per benchmark, named in report_util;
-# this one is registered here so that rerunning any benchmark keeps it.
-if "facts" not in report_util.SECTIONS:
-    report_util.SECTIONS = report_util.SECTIONS + ("facts",)
-    report_util.MISSING["facts"] = ("## Fact uploads: `POST /facts/<certname>`, forwarding and the audit trail\n\n"
-                                    "Not measured yet: `make bench-facts`.\n")
-    report_util.HEAD = report_util.HEAD.replace(
-        "`bench/enc.sh` (the ENC) and `bench/host.sh` (run\ndecisions, `/host`)",
-        "`bench/enc.sh` (the ENC), `bench/host.sh` (run\ndecisions, `/host`) and `bench/facts.sh` (fact uploads)").replace(
-        "keeps the ENC section)", "keeps the ENC section; `make bench-facts` the fact uploads)").rstrip("\n") + (
-        "\n- Fact uploads: `POST /facts/<certname>` (~30 KB facter JSON, 10% real changes), forwarded to "
-        "Foreman and written to the git audit trail, 2K hosts\n")
-
-
 def read_kv(run, name):
     path = os.path.join(run, name)
     if not os.path.exists(path):
