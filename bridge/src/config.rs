@@ -68,6 +68,8 @@ pub struct RawConfig {
     pub forward: ForwardRaw,
     #[serde(default)]
     pub audit: AuditConfig,
+    #[serde(default)]
+    pub tls: TlsRaw,
 }
 
 fn default_listen() -> String {
@@ -369,6 +371,24 @@ impl Default for AuditConfig {
     }
 }
 
+/// HTTPS (`[tls]`); without it the bridge serves plain HTTP.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsRaw {
+    /// The bridge's certificate (PEM; leaf first, then any chain).
+    pub cert_file: Option<PathBuf>,
+    /// Its private key (PEM: PKCS#8, PKCS#1 RSA as Puppet writes, or SEC1).
+    pub key_file: Option<PathBuf>,
+    /// CA bundle (PEM) trusted for client certificates: the Puppet CA root
+    /// and intermediates (Puppet's `certs/ca.pem`).
+    pub client_ca_file: Option<PathBuf>,
+    /// CRLs (PEM) checked for client certificates (Puppet's `crl.pem`).
+    #[serde(deserialize_with = "string_or_list")]
+    pub client_crl_files: Vec<String>,
+    /// Default: true when `client_ca_file` is set.
+    pub require_client_cert: Option<bool>,
+}
+
 /// Facts Foreman's fact import turns into what the ENC shows: operating
 /// system, architecture, domain and interfaces (`foreman_interfaces`,
 /// `foreman_subnets`), Puppet environment, location, organization and
@@ -566,6 +586,21 @@ pub struct Config {
     /// `None`: no forwarding (no `foreman.url`, or `forward.enabled` off).
     pub forward: Option<ForwardSettings>,
     pub audit: AuditConfig,
+    /// `None`: plain HTTP.
+    pub tls: Option<TlsSettings>,
+}
+
+/// HTTPS, validated (see [`TlsRaw`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsSettings {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    /// `None`: client certificates are neither asked for nor accepted.
+    pub client_ca_file: Option<PathBuf>,
+    pub client_crl_files: Vec<PathBuf>,
+    /// `false`: anonymous clients are served too (a presented certificate
+    /// is still verified).
+    pub require_client_cert: bool,
 }
 
 /// Forwarding, validated (see [`ForwardRaw`]).
@@ -763,6 +798,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     if foreman.ssl_cert.is_some() != foreman.ssl_key.is_some() {
         errors.push("foreman.ssl_cert and foreman.ssl_key: give both or neither".into());
     }
+    let tls = validate_tls(&raw.tls, &mut errors);
     if !errors.is_empty() {
         return Err(ConfigError(errors));
     }
@@ -786,7 +822,60 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             repo: raw.audit.repo.filter(|p| !p.as_os_str().is_empty()),
             ..raw.audit
         },
+        tls,
     })
+}
+
+/// `None` when no `[tls]` key is set (plain HTTP). The files are read and
+/// parsed here, so that `check-config` and start-up name a bad one.
+fn validate_tls(raw: &TlsRaw, errors: &mut Vec<String>) -> Option<TlsSettings> {
+    // An empty PVC_TLS__…= means unset.
+    let path = |p: &Option<PathBuf>| p.clone().filter(|p| !p.as_os_str().is_empty());
+    let cert_file = path(&raw.cert_file);
+    let key_file = path(&raw.key_file);
+    let client_ca_file = path(&raw.client_ca_file);
+    let client_crl_files: Vec<PathBuf> = raw
+        .client_crl_files
+        .iter()
+        .map(|p| p.trim())
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+        .collect();
+    if cert_file.is_none()
+        && key_file.is_none()
+        && client_ca_file.is_none()
+        && client_crl_files.is_empty()
+        && raw.require_client_cert.is_none()
+    {
+        return None;
+    }
+    let before = errors.len();
+    if cert_file.is_none() {
+        errors.push("tls.cert_file: required when any tls key is set".into());
+    }
+    if key_file.is_none() {
+        errors.push("tls.key_file: required when any tls key is set".into());
+    }
+    if client_ca_file.is_none() {
+        if raw.require_client_cert == Some(true) {
+            errors.push("tls.require_client_cert: needs tls.client_ca_file".into());
+        }
+        if !client_crl_files.is_empty() {
+            errors.push("tls.client_crl_files: need tls.client_ca_file".into());
+        }
+    }
+    let settings = TlsSettings {
+        cert_file: cert_file?,
+        key_file: key_file?,
+        require_client_cert: raw.require_client_cert.unwrap_or(client_ca_file.is_some()),
+        client_ca_file,
+        client_crl_files,
+    };
+    // The first unreadable or malformed file, beside the errors above.
+    if let Err(e) = crate::tls::server_config(&settings) {
+        errors.push(format!("{e:#}"));
+    }
+    (errors.len() == before).then_some(settings)
 }
 
 fn validate_forward(

@@ -26,6 +26,7 @@ pub mod servers;
 pub mod simulate;
 pub mod spool;
 pub mod store;
+pub mod tls;
 pub mod writes;
 
 use std::net::TcpListener;
@@ -171,6 +172,26 @@ pub fn serve(
     listener: TcpListener,
     workers: usize,
 ) -> anyhow::Result<actix_web::dev::Server> {
+    start(bridge, listener, workers, None)
+}
+
+/// Like [`serve`], over TLS (`tls::server_config`); handlers find the
+/// client's certname as `tls::PeerCertname` in the connection data.
+pub fn serve_tls(
+    bridge: &Bridge,
+    listener: TcpListener,
+    workers: usize,
+    tls: rustls::ServerConfig,
+) -> anyhow::Result<actix_web::dev::Server> {
+    start(bridge, listener, workers, Some(tls))
+}
+
+fn start(
+    bridge: &Bridge,
+    listener: TcpListener,
+    workers: usize,
+    tls: Option<rustls::ServerConfig>,
+) -> anyhow::Result<actix_web::dev::Server> {
     let state = actix_web::web::Data::new(http::AppState {
         enc: Arc::clone(&bridge.enc),
         db: Arc::clone(&bridge.db),
@@ -198,8 +219,15 @@ pub fn serve(
             )
             .configure(http::configure)
     })
-    .listen(listener)
-    .context("starting the HTTP server")?
+    .on_connect(tls::on_connect);
+    server = match tls {
+        Some(tls) => server
+            .listen_rustls_0_23(listener, tls)
+            .context("starting the HTTPS server")?,
+        None => server
+            .listen(listener)
+            .context("starting the HTTP server")?,
+    }
     .shutdown_timeout(10);
     if workers > 0 {
         server = server.workers(workers);

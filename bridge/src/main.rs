@@ -109,24 +109,48 @@ fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
 }
 
 async fn serve(config: Config) -> anyhow::Result<ExitCode> {
+    // Validation parsed the files already; they may have changed since.
+    let tls = match config.tls.as_ref().map(pvc_bridge::tls::server_config) {
+        None => None,
+        Some(Ok(tls)) => Some(tls),
+        Some(Err(error)) => {
+            eprintln!("pvc-bridge: {error:#}");
+            return Ok(ExitCode::from(64));
+        }
+    };
     let bridge = Bridge::new(&config)?;
     bridge.check(&config).await?;
     bridge.start_background(&config)?;
     let listener =
         TcpListener::bind(config.listen).with_context(|| format!("binding {}", config.listen))?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!(
         listen = %config.listen,
         replicas = config.database_replicas.len(),
         foreman = config.foreman_url.is_some(),
-        "pvc-bridge listening on http://{}",
+        "pvc-bridge listening on {scheme}://{}",
         config.listen
     );
+    match &config.tls {
+        Some(settings) => tracing::info!(
+            cert = %settings.cert_file.display(),
+            client_ca = ?settings.client_ca_file,
+            crls = settings.client_crl_files.len(),
+            require_client_cert = settings.require_client_cert,
+            "TLS 1.2/1.3"
+        ),
+        None => tracing::warn!(
+            "PLAIN HTTP: no [tls] configured; run decisions, facts and reports travel unencrypted and no client is authenticated"
+        ),
+    }
     if config.database_replicas.is_empty() {
         tracing::warn!("no database.replicas configured: every read goes to the primary");
     }
-    pvc_bridge::serve(&bridge, listener, config.workers)?
-        .await
-        .context("HTTP server")?;
+    let server = match tls {
+        Some(tls) => pvc_bridge::serve_tls(&bridge, listener, config.workers, tls)?,
+        None => pvc_bridge::serve(&bridge, listener, config.workers)?,
+    };
+    server.await.context("HTTP server")?;
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
 }

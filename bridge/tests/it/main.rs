@@ -13,4 +13,5 @@ mod leases;
 mod runs;
 mod status_poll;
 mod support;
+mod tls;
 mod writes;
