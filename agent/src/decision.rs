@@ -88,7 +88,10 @@ pub fn parse(body: &[u8]) -> Result<Decision, DecisionError> {
     from_map(&map)
 }
 
-fn text<'a>(map: &'a Map<String, Value>, key: &'static str) -> Result<Option<&'a str>, DecisionError> {
+fn text<'a>(
+    map: &'a Map<String, Value>,
+    key: &'static str,
+) -> Result<Option<&'a str>, DecisionError> {
     match map.get(key) {
         None => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),
@@ -139,9 +142,13 @@ fn from_map(map: &Map<String, Value>) -> Result<Decision, DecisionError> {
             }
         };
         Some(RunGrant {
-            run_id: text(map, "PVC_RUN_ID")?.filter(|s| !s.is_empty()).map(str::to_owned),
+            run_id: text(map, "PVC_RUN_ID")?
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned),
             mode,
-            trigger: text(map, "PVC_RUN_TRIGGER")?.unwrap_or("schedule").to_owned(),
+            trigger: text(map, "PVC_RUN_TRIGGER")?
+                .unwrap_or("schedule")
+                .to_owned(),
             server: text(map, "PVC_PUPPET_MASTER")?
                 .filter(|s| !s.is_empty())
                 .map(str::to_owned),
@@ -201,7 +208,10 @@ mod tests {
         assert_eq!(d.check_interval, Duration::from_secs(30));
         assert_eq!(
             d.files_monitored,
-            vec![PathBuf::from("/etc/sudoers"), PathBuf::from("/etc/ssh/sshd_config")]
+            vec![
+                PathBuf::from("/etc/sudoers"),
+                PathBuf::from("/etc/ssh/sshd_config")
+            ]
         );
         assert_eq!(
             d.facter_env,
@@ -229,8 +239,14 @@ mod tests {
         ));
         assert!(matches!(
             parse(br#"{"PVC_RETURN":"0","PVC_RUN":"1","PVC_RUN_MODE":"rm -rf"}"#),
-            Err(DecisionError::Bad { key: "PVC_RUN_MODE", .. })
+            Err(DecisionError::Bad {
+                key: "PVC_RUN_MODE",
+                ..
+            })
         ));
-        assert!(matches!(parse(b"PVC_RETURN='0'"), Err(DecisionError::Json(_))));
+        assert!(matches!(
+            parse(b"PVC_RETURN='0'"),
+            Err(DecisionError::Json(_))
+        ));
     }
 }
