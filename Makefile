@@ -2,7 +2,7 @@
 CARGO ?= cargo
 PG_DIR ?= .demo/pg
 
-.PHONY: test deps demo bench bench-host bench-facts pg-up pg-down
+.PHONY: test deps demo bench bench-host bench-facts bench-agent pg-up pg-down
 
 ## test: formatting, lints, then every crate's tests (installs PostgreSQL 15 binaries if missing)
 test: deps
@@ -33,6 +33,10 @@ bench-host:
 ## bench-facts: the fact upload benchmark alone; rewrites its section of docs/benchmarks.md
 bench-facts:
 	bash bench/facts.sh
+
+## bench-agent: pvc-agent's idle RSS and CPU, file change -> Puppet started; rewrites its section of docs/benchmarks.md
+bench-agent:
+	bash bench/agent.sh
 
 ## pg-up: a PostgreSQL primary + streaming replica in $(PG_DIR) with database
 ## `foreman` loaded from the fixture; connection settings in $(PG_DIR)/env

@@ -15,6 +15,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import report_agent  # noqa: E402
 import report_enc  # noqa: E402
 import report_facts  # noqa: E402
 import report_host  # noqa: E402
@@ -25,7 +26,8 @@ def main():
     run, out_path = sys.argv[1], sys.argv[2]
     # Runs from before the host benchmark have no `bench` fact: ENC.
     name = load_facts(run).get("bench", "enc")
-    text, summary = {"enc": report_enc, "host": report_host, "facts": report_facts}[name].render(run)
+    text, summary = {"enc": report_enc, "host": report_host, "facts": report_facts,
+                    "agent": report_agent}[name].render(run)
     write_section(out_path, name, text)
     print(summary)
 

@@ -144,8 +144,10 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
         std::time::Instant::now(),
     );
     let fallback_interval = agent.config.fallback_interval;
-    let mut fallback_due =
-        Instant::now() + backoff::fallback_delay(&agent.config.certname, fallback_interval);
+    // The same for every outage of this node: its place in the fleet's
+    // spread.
+    let fallback_delay = backoff::fallback_delay(&agent.config.certname, fallback_interval);
+    let mut fallback_due = Instant::now() + fallback_delay;
     // Files whose change forces the next poll (`trigger=file_change`).
     let mut forced: Vec<PathBuf> = Vec::new();
     tracing::info!(
@@ -163,9 +165,15 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
                     tracing::info!("the bridge answers again");
                 }
                 backoff.reset();
-                fallback_due = Instant::now()
-                    + backoff::fallback_delay(&agent.config.certname, fallback_interval);
+                fallback_due = Instant::now() + fallback_delay;
                 log_decision(&decision);
+                if !changed.is_empty() && decision.run.is_none() {
+                    tracing::info!(
+                        "changed: {}; the bridge granted no run now ({})",
+                        show_paths(&changed),
+                        decision.reason.as_deref().unwrap_or("no reason given")
+                    );
+                }
                 watch.set_paths(&decision.files_monitored);
                 agent.drain().await;
                 let (run, _) = agent.act(&decision, &changed, Some(&mut watch)).await;
@@ -208,11 +216,11 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
                 }
                 if backoff.failures() == 1 {
                     tracing::info!(
-                        "without a decision, Puppet runs on its own in {}s (fallback_interval {}s + fallback_offset_ms={} for {})",
+                        "without a decision, Puppet runs on its own in {}s (fallback_delay_ms={}: fallback_interval {}s + {}ms for {})",
                         fallback_due.saturating_duration_since(Instant::now()).as_secs(),
+                        fallback_delay.as_millis(),
                         fallback_interval.as_secs(),
-                        backoff::fallback_offset(&agent.config.certname, fallback_interval / 2)
-                            .as_millis(),
+                        (fallback_delay - fallback_interval).as_millis(),
                         agent.config.certname
                     );
                 }

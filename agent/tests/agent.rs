@@ -242,17 +242,18 @@ async fn without_the_bridge_nodes_back_off_then_fall_back_spread_by_certname() {
     let agents: Vec<_> = nodes.iter().map(Node::spawn_run).collect();
     let mut offsets = Vec::new();
     for ((node, agent), name) in nodes.iter().zip(&agents).zip(names) {
-        let line = agent.wait_log("fallback_offset_ms=").await;
+        let line = agent.wait_log("fallback_delay_ms=").await;
         let logged: u128 = line
-            .split("fallback_offset_ms=")
+            .split("fallback_delay_ms=")
             .nth(1)
-            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
             .and_then(|n| n.parse().ok())
-            .unwrap_or_else(|| panic!("no offset in {line:?}"));
-        let expected = backoff::fallback_offset(name, interval / 2);
-        assert_eq!(logged, expected.as_millis(), "{line}");
-        assert_eq!(backoff::fallback_delay(name, interval), interval + expected);
-        offsets.push(expected);
+            .unwrap_or_else(|| panic!("no delay in {line:?}"));
+        // The delay the agent scheduled its fallback with: the interval
+        // plus its certname's offset within half an interval.
+        let offset = backoff::fallback_offset(name, interval / 2);
+        assert_eq!(logged, (interval + offset).as_millis(), "{line}");
+        offsets.push(offset);
         agent.wait_log("retrying in").await;
         node.wait_for("finished.1", agent).await;
         let calls = node.calls();
@@ -520,5 +521,42 @@ async fn tls_with_the_nodes_puppet_certificate() {
     let output = node.command(&["check"]).await;
     assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
     assert!(!String::from_utf8_lossy(&output.stdout).contains("PVC_RETURN"));
+    bridge.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fact_run_uploads_facters_json() {
+    let db = migrated_db("agent_facts").await;
+    let host = golden_hosts()[8].clone();
+    let toml = scheduler_toml("").replace("fact_interval_secs = 0", "fact_interval_secs = 1");
+    let bridge = TestBridge::start(&bridge_config(&db, &toml, &[])).await;
+    let node = Node::new("facts", &host, &bridge.base, "");
+    let primary = pvc_testkit::cluster::connect(&db.primary_url)
+        .await
+        .unwrap();
+    let mut stored = None;
+    // The host's fact cycle comes within the second.
+    for _ in 0..20 {
+        let output = node.command(&["once"]).await;
+        assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+        stored = primary
+            .query_opt(
+                "SELECT facts::text FROM pvc.facts WHERE certname = $1",
+                &[&host],
+            )
+            .await
+            .unwrap()
+            .map(|row| row.get::<_, String>(0));
+        if stored.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let facts: serde_json::Value = serde_json::from_str(&stored.expect("facts uploaded")).unwrap();
+    assert_eq!(
+        facts["networking"]["fqdn"], "standin.example.com",
+        "{facts}"
+    );
+    assert!(node.calls().is_empty(), "a fact run runs no Puppet");
     bridge.stop().await;
 }
