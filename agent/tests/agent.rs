@@ -560,3 +560,59 @@ async fn a_fact_run_uploads_facters_json() {
     assert!(node.calls().is_empty(), "a fact run runs no Puppet");
     bridge.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_runs_nothing_and_gives_a_granted_run_back() {
+    let db = migrated_db("agent_check").await;
+    let host = golden_hosts()[9].clone();
+    let bridge = TestBridge::start(&bridge_config(&db, &scheduler_toml(""), &[])).await;
+    let node = Node::new("check", &host, &bridge.base, "");
+    bridge.converge(&[&host], 1).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let output = node.command(&["check"]).await;
+    let out = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{out}\n{}", stderr(&output));
+    assert!(out.contains("given back"), "{out}");
+    assert!(node.calls().is_empty(), "check runs no Puppet");
+    let stored = reports(&db, &host).await;
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    assert!(stored[0].run_id.is_some());
+    assert_eq!(stored[0].exit_code, None, "not run");
+    assert!(out.contains(stored[0].run_id.as_deref().unwrap()), "{out}");
+    bridge.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kept_items_the_bridge_refuses_are_moved_aside_the_rest_delivered() {
+    let db = migrated_db("agent_rejected").await;
+    let host = golden_hosts()[10].clone();
+    let bridge = TestBridge::start(&bridge_config(&db, &scheduler_toml(""), &[])).await;
+    let node = Node::new("rejected", &host, &bridge.base, "");
+    // What an earlier outage left: a report the bridge refuses (exit code
+    // out of range), then a good one.
+    let spool = node.dir.join("spool");
+    std::fs::create_dir_all(&spool).unwrap();
+    std::fs::write(
+        spool.join("00000000000000000001.report.json"),
+        r#"{"exit_code":999}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        spool.join("00000000000000000002.report.json"),
+        r#"{"trigger":"fallback","mode":"full","exit_code":0}"#,
+    )
+    .unwrap();
+    let output = node.command(&["once"]).await;
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(node.outbox_reports().is_empty(), "{}", stderr(&output));
+    let rejected: Vec<String> = std::fs::read_dir(spool.join("rejected"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(rejected, vec!["00000000000000000001.report.json"]);
+    let stored = reports(&db, &host).await;
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    assert_eq!(stored[0].trigger.as_deref(), Some("fallback"));
+    assert_eq!(stored[0].exit_code, Some(0));
+    bridge.stop().await;
+}
