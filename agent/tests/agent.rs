@@ -616,3 +616,27 @@ async fn kept_items_the_bridge_refuses_are_moved_aside_the_rest_delivered() {
     assert_eq!(stored[0].exit_code, Some(0));
     bridge.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_sigterm_aborts_the_run_and_exits_0() {
+    let db = migrated_db("agent_abort").await;
+    let host = golden_hosts()[11].clone();
+    let bridge = TestBridge::start(&bridge_config(&db, &scheduler_toml(""), &[])).await;
+    let node = Node::new("abort", &host, &bridge.base, "");
+    // Far longer than the test waits for the agent to stop.
+    node.control("sleep", "300");
+    bridge.converge(&[&host], 1).await;
+    let agent = node.spawn_run();
+    node.wait_for("started.1", &agent).await;
+    agent.sigterm();
+    agent.wait_log("letting the Puppet run finish").await;
+    agent.sigterm();
+    let status = agent.wait().await;
+    assert!(status.success(), "{status:?}");
+    assert!(!node.dir.join("finished.1").exists());
+    let stored = reports(&db, &host).await;
+    assert_eq!(stored.len(), 1, "the aborted run is reported: {stored:?}");
+    assert_eq!(stored[0].exit_code, None);
+    assert!(stored[0].run_id.is_some());
+    bridge.stop().await;
+}

@@ -549,14 +549,24 @@ impl Agent {
         panic!("{text:?} never logged; log:\n{}", self.log());
     }
 
-    /// SIGTERM, then its exit status (bounded).
-    pub async fn terminate(mut self) -> std::process::ExitStatus {
+    /// Sends SIGTERM.
+    pub fn sigterm(&self) {
         let pid = self.child.id().expect("running");
         let status = std::process::Command::new("kill")
             .args(["-TERM", &pid.to_string()])
             .status()
             .expect("kill");
         assert!(status.success());
+    }
+
+    /// SIGTERM, then its exit status (bounded).
+    pub async fn terminate(self) -> std::process::ExitStatus {
+        self.sigterm();
+        self.wait().await
+    }
+
+    /// Its exit status (bounded).
+    pub async fn wait(mut self) -> std::process::ExitStatus {
         tokio::time::timeout(Duration::from_secs(60), self.child.wait())
             .await
             .unwrap_or_else(|_| panic!("pvc-agent did not stop on SIGTERM; log:\n{}", self.log()))
