@@ -121,8 +121,9 @@ pub const SERVER: &str = "puppet1.example.com";
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 
-/// A fresh directory for one test.
-pub fn temp_dir(tag: &str) -> PathBuf {
+/// A fresh directory for one test; removed when dropped, unless the test
+/// failed (then it is kept for a look).
+pub fn temp_dir(tag: &str) -> Scratch {
     let dir = std::env::temp_dir().join(format!(
         "pvc-agent-it-{tag}-{}-{}",
         std::process::id(),
@@ -130,7 +131,24 @@ pub fn temp_dir(tag: &str) -> PathBuf {
     ));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
+    Scratch(dir)
+}
+
+pub struct Scratch(PathBuf);
+
+impl std::ops::Deref for Scratch {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
 }
 
 /// The bridge's configuration: `toml` as its file, plus `PVC_*` variables.
@@ -304,7 +322,7 @@ pub struct Call {
 /// A node: its directory, the stand-in `puppet`/`facter`, the agent's
 /// configuration file.
 pub struct Node {
-    pub dir: PathBuf,
+    pub dir: Scratch,
     pub certname: String,
     pub config: PathBuf,
 }
