@@ -88,6 +88,7 @@ pub struct RunSummary {
 /// the bridge answers, and this is its decision. A run granted to `check`
 /// is not started; its lease is given back at once with a report saying so.
 pub async fn check(config: &AgentConfig) -> anyhow::Result<Decision> {
+    ensure_certificate(config, false).await?;
     let client = BridgeClient::new(config).context("cannot set up the bridge client")?;
     let decision = client
         .poll(&[])
@@ -110,6 +111,7 @@ pub async fn check(config: &AgentConfig) -> anyhow::Result<Decision> {
 /// `pvc-agent once`: one poll and its action (run, facts), then the
 /// outbox; no file watching, no fallback.
 pub async fn once(config: AgentConfig) -> anyhow::Result<OnceOutcome> {
+    ensure_certificate(&config, false).await?;
     let mut agent = Agent::new(config)?;
     let decision = agent
         .client
@@ -134,6 +136,7 @@ pub async fn once(config: AgentConfig) -> anyhow::Result<OnceOutcome> {
 /// `pvc-agent run`: the daemon, until SIGTERM or SIGINT (then exit 0; a
 /// Puppet run in progress is allowed to finish, a second signal aborts it).
 pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
+    ensure_certificate(&config, true).await?;
     let mut agent = Agent::new(config)?;
     let mut watch = FileWatch::new().context("cannot start watching files")?;
     agent.stop = Some(Stop::new()?);
@@ -314,6 +317,50 @@ impl Stop {
             _ = self.term.recv() => tracing::info!("SIGTERM: stopping"),
             _ = self.int.recv() => tracing::info!("SIGINT: stopping"),
         }
+    }
+}
+
+/// A node without its Puppet certificate yet (a fresh install) gets one the
+/// Puppet way, `puppet ssl bootstrap`, before it talks to the bridge over
+/// TLS. `wait`: the daemon keeps trying (the CA may sign later); `once` and
+/// `check` fail instead.
+async fn ensure_certificate(config: &AgentConfig, wait: bool) -> anyhow::Result<()> {
+    let Some(tls) = &config.tls else {
+        return Ok(());
+    };
+    let present = || tls.cert.is_file() && tls.key.is_file();
+    if present() {
+        return Ok(());
+    }
+    let mut backoff = Backoff::new(BACKOFF_BASE, BACKOFF_MAX);
+    let mut jitter = Jitter::from_entropy();
+    loop {
+        tracing::info!(
+            "no Puppet certificate at {} yet: running puppet ssl bootstrap",
+            tls.cert.display()
+        );
+        let result = puppet::ssl_bootstrap(&config.puppet, config.puppet.run_timeout).await;
+        match result {
+            Ok(()) if present() => {
+                tracing::info!("Puppet certificate in place: {}", tls.cert.display());
+                return Ok(());
+            }
+            Ok(()) => {
+                let why = format!(
+                    "puppet ssl bootstrap succeeded but {} or {} is still missing \
+                     (ssl_cert/ssl_key point elsewhere than Puppet's ssldir?)",
+                    tls.cert.display(),
+                    tls.key.display()
+                );
+                if !wait {
+                    anyhow::bail!(why);
+                }
+                tracing::warn!("{why}");
+            }
+            Err(e) if !wait => return Err(e.context("no Puppet certificate for TLS")),
+            Err(e) => tracing::warn!("{e:#}"),
+        }
+        tokio::time::sleep(backoff.next(jitter.sample())).await;
     }
 }
 

@@ -192,6 +192,40 @@ pub async fn run(settings: &PuppetSettings, request: &RunRequest) -> RunOutcome 
     outcome
 }
 
+/// `puppet ssl bootstrap`: a node without a certificate asks the Puppet CA
+/// for one the way Puppet itself does (key, CSR, waiting for the signature
+/// as `waitforcert` in puppet.conf says), so the agent never invents its own.
+/// Ok when Puppet exited 0.
+pub async fn ssl_bootstrap(settings: &PuppetSettings, timeout: Duration) -> anyhow::Result<()> {
+    let Some((program, leading)) = settings.puppet.split_first() else {
+        bail!("no puppet command configured");
+    };
+    let mut command = Command::new(program);
+    command.args(leading).args(["ssl", "bootstrap"]);
+    let mut output = tail::Tail::new(FACTS_STDERR_MAX);
+    let ended = child::run_in_group(&mut command, timeout, child::Stderr::Merged, |_, bytes| {
+        output.push(bytes)
+    })
+    .await
+    .with_context(|| format!("could not start {program}"))?;
+    let output = output.into_string();
+    if ended.timed_out {
+        bail!(
+            "{program} ssl bootstrap killed after {} s: {}",
+            timeout.as_secs(),
+            output.trim_end()
+        );
+    }
+    match ended.status {
+        Some(status) if status.success() => Ok(()),
+        status => bail!(
+            "{program} ssl bootstrap failed ({}): {}",
+            status.map(|s| s.to_string()).unwrap_or_default(),
+            output.trim_end()
+        ),
+    }
+}
+
 /// Runs facter (`settings.facter`, e.g. `facter -p --json`) and returns its
 /// JSON object. facter exits 1 when some resolvers fail but still prints
 /// the facts it has: those count (logged); anything but a JSON object on

@@ -509,6 +509,40 @@ async fn tls_with_the_nodes_puppet_certificate() {
     assert_eq!(stored.len(), 1, "{stored:?}");
     assert!(stored[0].run_id.is_some());
 
+    // A node without its certificate yet gets one the Puppet way first
+    // (`puppet ssl bootstrap`), then talks TLS with it; while the CA has not
+    // signed, `check` fails saying so.
+    let fresh = Node::new("tls-bootstrap", &host, &bridge.base, "");
+    let d = fresh.dir.display().to_string();
+    let lines = format!(
+        "ssl_cert={d}/ssl/cert.pem\nssl_key={d}/ssl/key.pem\nssl_ca={}\nssl_crl={}\n",
+        ca.ca_file().display(),
+        crl.display()
+    );
+    let mut text = std::fs::read_to_string(&fresh.config).unwrap();
+    text.push_str(&lines);
+    std::fs::write(&fresh.config, text).unwrap();
+    let output = fresh.command(&["check"]).await;
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("ssl bootstrap"),
+        "{}",
+        stderr(&output)
+    );
+    std::fs::create_dir_all(fresh.dir.join("pending")).unwrap();
+    std::fs::copy(&issued.cert, fresh.dir.join("pending/cert.pem")).unwrap();
+    std::fs::copy(&issued.key, fresh.dir.join("pending/key.pem")).unwrap();
+    let output = fresh.command(&["check"]).await;
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(fresh.dir.join("ssl/cert.pem").is_file());
+    let bootstraps = std::fs::read_to_string(fresh.dir.join("bootstrap.log")).unwrap();
+    assert_eq!(bootstraps.lines().count(), 2, "{bootstraps}");
+    // With the certificate in place, no bootstrap.
+    let output = fresh.command(&["check"]).await;
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let bootstraps = std::fs::read_to_string(fresh.dir.join("bootstrap.log")).unwrap();
+    assert_eq!(bootstraps.lines().count(), 2, "{bootstraps}");
+
     // A certificate from another CA is refused.
     let other = PuppetCa::new("Puppet CA: elsewhere.test").unwrap();
     let stranger = other.issue_node(&host).unwrap();

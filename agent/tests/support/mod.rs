@@ -327,7 +327,9 @@ pub struct Node {
     pub config: PathBuf,
 }
 
-/// The stand-in `puppet`. Controlled by files in its directory: `sleep`
+/// The stand-in `puppet`. `puppet ssl bootstrap` copies `pending/cert.pem`
+/// and `pending/key.pem` to `ssl/` (fails while they are missing) and logs
+/// to `bootstrap.log`. Agent runs are controlled by files in its directory: `sleep`
 /// (seconds, after it started), `restore` (a path it rewrites, as Puppet
 /// restoring a file, and names in last_run_report.yaml), `exit.<n>` or
 /// `exit` (its exit code; 2, "changes", by default). Records its arguments
@@ -335,6 +337,15 @@ pub struct Node {
 /// `finished.<n>`, writes last_run_summary.yaml and last_run_report.yaml.
 const PUPPET_SCRIPT: &str = r#"#!/bin/sh
 D="$(dirname "$0")"
+# `puppet ssl bootstrap`: the CA "signs" when pending/cert.pem exists.
+if [ "$1" = ssl ] && [ "$2" = bootstrap ]; then
+  echo "ssl bootstrap" >> "$D/bootstrap.log"
+  [ -f "$D/pending/cert.pem" ] || { echo "Error: certificate not signed yet"; exit 1; }
+  mkdir -p "$D/ssl"
+  cp "$D/pending/cert.pem" "$D/ssl/cert.pem"
+  cp "$D/pending/key.pem" "$D/ssl/key.pem"
+  exit 0
+fi
 n=$(( $(cat "$D/count" 2>/dev/null || echo 0) + 1 ))
 echo "$n" > "$D/count"
 {
