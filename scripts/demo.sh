@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # `make demo`: a PostgreSQL primary + streaming replica loaded with the real
 # Foreman fixture (plus FLEET generated hosts), the bridge reading from the
-# replica and scheduling runs on two (static) puppetservers, and stand-in
-# agents for the fixture's hosts polling it. Serves until Ctrl-C, then stops
-# everything.
+# replica and scheduling runs on two (static) puppetservers; real pvc-agent
+# daemons for three of the fixture's hosts (with a stand-in `puppet`, there is
+# no puppetserver here) and stand-in agents for the others, polling it.
+# Serves until Ctrl-C, then stops everything.
 #
 #   FLEET=10000 make demo     # add 10,000 hosts cloned from the real ones
 #   LISTEN=0.0.0.0:8081 make demo
@@ -11,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 
-PG_DIR=${PG_DIR:-.demo/pg}
+PG_DIR=$(realpath -m "${PG_DIR:-.demo/pg}")
 LISTEN=${LISTEN:-127.0.0.1:8081}
 FLEET=${FLEET:-0}
 
@@ -55,6 +56,40 @@ TOML
 export PVC_CONFIG=$CONFIG
 target/release/pvc-bridge migrate
 
+# Three real pvc-agent daemons: each node gets a directory with its
+# pvc.conf, a stand-in `puppet` (scripts/demo-puppet.sh), Puppet's state
+# files, and a file the bridge tells it to watch (a Foreman host parameter,
+# pvc_files_monitored, as an operator would set it).
+AGENT_HOSTS=$(head -n3 tests/fixtures/foreman/hosts.txt)
+AGENTS_DIR=$(cd "$PG_DIR/.." && pwd)/agents
+rm -rf "$AGENTS_DIR"
+for h in $AGENT_HOSTS; do
+  d=$AGENTS_DIR/$h
+  mkdir -p "$d/state" "$d/watched" "$d/spool"
+  cp scripts/demo-puppet.sh "$d/puppet"
+  printf '#!/bin/sh\necho %s\n' "'{\"networking\":{\"fqdn\":\"$h\"}}'" >"$d/facter"
+  chmod +x "$d/facter"
+  echo "managed by Puppet" >"$d/watched/motd"
+  cat >"$d/pvc.conf" <<CONF
+bridge_url=http://$LISTEN
+certname=$h
+puppet_command=$d/puppet
+facter_command=$d/facter
+agent_catalog_run_lockfile=$d/state/agent_catalog_run.lock
+agent_disabled_lockfile=$d/state/agent_disabled.lock
+lastrunfile=$d/state/last_run_summary.yaml
+lastrunreport=$d/state/last_run_report.yaml
+spool_dir=$d/spool
+info=1
+warnings=1
+CONF
+  echo "INSERT INTO parameters (type, reference_id, name, key_type, value, created_at, updated_at)
+        SELECT 'HostParameter', id, 'pvc_files_monitored', 'string', '$d/watched/motd', now(), now()
+        FROM hosts WHERE name = '$h';" |
+    target/release/pvc-pg load --dir "$PG_DIR" --db foreman --sql - >/dev/null
+done
+first_agent=$(echo "$AGENT_HOSTS" | head -n1)
+
 url="http://$LISTEN"
 host=$(head -n1 tests/fixtures/foreman/hosts.txt)
 cat <<MSG
@@ -76,7 +111,12 @@ Try, in another terminal:
   curl -s '$url/metrics' | grep -E 'pvc_bridge_(runs|pool|server)'
   target/release/pvc-pg status --dir $PG_DIR
 
-Stand-in agents for the fixture's hosts print each run they are granted.
+pvc-agent runs for $(echo $AGENT_HOSTS | tr ' ' ','): they poll, run the stand-in
+puppet when granted, and post their reports; to see a forced run, tamper with
+a watched file (the agent asks at once, the bridge grants, "Puppet" restores it):
+  echo tampered > $AGENTS_DIR/$first_agent/watched/motd
+  target/release/pvc-agent --config $AGENTS_DIR/$first_agent/pvc.conf check   # the agent's view
+Stand-in agents for the other hosts print each run they are granted.
 Ctrl-C stops the bridge, the agents and the databases.
 
 MSG
@@ -85,6 +125,12 @@ target/release/pvc-bridge serve &
 BRIDGE_PID=$!
 trap 'kill $BRIDGE_PID $AGENTS_PID 2>/dev/null; wait 2>/dev/null; echo; echo "demo: stopping the databases"; target/release/pvc-pg down --dir "$PG_DIR"' EXIT
 for _ in $(seq 100); do curl -fsS "$url/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
-python3 scripts/demo-agents.py "$url" tests/fixtures/foreman/hosts.txt &
-AGENTS_PID=$!
+for h in $AGENT_HOSTS; do
+  target/release/pvc-agent --config "$AGENTS_DIR/$h/pvc.conf" run \
+    > >(sed -u "s/^/pvc-agent $h: /") 2>&1 &
+  AGENTS_PID="$AGENTS_PID $!"
+done
+tail -n +4 tests/fixtures/foreman/hosts.txt >"$AGENTS_DIR/stand-in-hosts.txt"
+python3 scripts/demo-agents.py "$url" "$AGENTS_DIR/stand-in-hosts.txt" &
+AGENTS_PID="$AGENTS_PID $!"
 wait "$BRIDGE_PID"
