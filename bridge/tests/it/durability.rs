@@ -176,16 +176,10 @@ fn write_of(w: usize, seq: usize, agent_hosts: &[String]) -> (String, String, Se
 
 /// Migrates the pvc schema on `db` (of `cluster`), replayed by its replica.
 async fn migrate(cluster: &Cluster, db: &TestDb) {
-    let pools = pvc_bridge::store::Db::new(
-        &db.primary_url,
-        &[],
-        &pvc_bridge::store::PoolOptions {
-            max_size: 1,
-            connect_timeout: Duration::from_secs(5),
-        },
-    )
-    .expect("pool");
-    let client = pools.write().await.expect("primary");
+    // The migration needs no pool: one connection to the primary.
+    let client = pvc_testkit::cluster::connect(&db.primary_url)
+        .await
+        .expect("primary");
     pvc_bridge::store::pvc::migrate(&client)
         .await
         .expect("migrate");

@@ -110,16 +110,10 @@ async fn unpack(response: reqwest::Response) -> (u16, String, String) {
 /// by the replica.
 pub async fn migrated_db(hint: &str) -> TestDb {
     let db = foreman_db(hint).await;
-    let pools = pvc_bridge::store::Db::new(
-        &db.primary_url,
-        &[],
-        &pvc_bridge::store::PoolOptions {
-            max_size: 1,
-            connect_timeout: std::time::Duration::from_secs(5),
-        },
-    )
-    .expect("pool");
-    let client = pools.write().await.expect("primary");
+    // The migration needs no pool: one connection to the primary.
+    let client = pvc_testkit::cluster::connect(&db.primary_url)
+        .await
+        .expect("primary");
     pvc_bridge::store::pvc::migrate(&client)
         .await
         .expect("migrate");
