@@ -56,6 +56,12 @@ pub struct PuppetSettings {
     /// `lastrunreport`: `last_run_report.yaml` (what the run changed, and
     /// when).
     pub last_run_report: PathBuf,
+    /// `ca_server` and `report_server` as puppet.conf resolves them: pinned
+    /// on the command line whenever `--server` names the granted compile
+    /// server, because both default to `$server` in Puppet and would
+    /// otherwise follow it. `None`: nothing to pin (Puppet gave nothing).
+    pub ca_server: Option<String>,
+    pub report_server: Option<String>,
 }
 
 /// The whole configuration, validated.
@@ -247,6 +253,9 @@ const KEYS: &[&str] = &[
     "agent_disabled_lockfile",
     "lastrunfile",
     "lastrunreport",
+    // The servers a run's `--server` must not move.
+    "ca_server",
+    "report_server",
 ];
 
 pub const DEFAULT_PUPPET_COMMAND: &str = "puppet";
@@ -577,6 +586,22 @@ fn command(value: &str) -> Result<Vec<String>, String> {
     }
 }
 
+/// A server name as Puppet takes it (`ca_server`, `report_server`): a host
+/// name or address, nothing that could become another argument.
+fn server_name(value: &str) -> Result<String, String> {
+    let ok = !value.is_empty()
+        && value.len() <= 255
+        && !value.starts_with('-')
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':' | '[' | ']'));
+    if ok {
+        Ok(value.to_owned())
+    } else {
+        Err(format!("{value:?} is not a server name"))
+    }
+}
+
 /// Puppet certnames: lowercase letters, digits, `.`, `-` and `_`.
 fn certname(value: &str) -> Result<String, String> {
     let ok = !value.is_empty()
@@ -604,6 +629,8 @@ const PUPPET_DEFAULTS: &[(&str, &str)] = &[
     ("agent_disabled_lockfile", "agent_disabled_lockfile"),
     ("lastrunfile", "lastrunfile"),
     ("lastrunreport", "lastrunreport"),
+    ("ca_server", "ca_server"),
+    ("report_server", "report_server"),
 ];
 
 fn puppet_setting(key: &str) -> &'static str {
@@ -757,6 +784,10 @@ fn load_text(
         set_paths.push((key, r.parse(key, absolute_path)));
     }
     let set_crl = r.parse("ssl_crl", optional_path);
+    let set_servers: Vec<(&str, Result<Option<String>, ()>)> = ["ca_server", "report_server"]
+        .into_iter()
+        .map(|key| (key, r.parse(key, server_name)))
+        .collect();
 
     let mut wanted: Vec<&str> = Vec::new();
     if matches!(set_certname, Ok(None)) {
@@ -770,6 +801,16 @@ fn load_text(
         }
         if *key == "ssl_ca" && tls_needed && matches!(set_crl, Ok(None)) {
             wanted.push("ssl_crl");
+        }
+    }
+    // Asked for along with anything else Puppet is asked for; a file that
+    // sets all of Puppet's paths (and so asks Puppet nothing) pins only the
+    // servers it names itself.
+    if !wanted.is_empty() {
+        for (key, value) in &set_servers {
+            if matches!(value, Ok(None)) {
+                wanted.push(key);
+            }
         }
     }
     if !r.problems.is_empty() {
@@ -846,6 +887,19 @@ fn load_text(
     } else {
         None
     };
+    // Puppet may resolve these to nothing (no server configured at all):
+    // then there is nothing to pin, and that is not a mistake.
+    let server_of = |key: &str| -> Option<String> {
+        match set_servers.iter().find(|(k, _)| *k == key) {
+            Some((_, Ok(Some(v)))) => Some(v.clone()),
+            _ => from_puppet
+                .get(puppet_setting(key))
+                .filter(|v| server_name(v).is_ok())
+                .cloned(),
+        }
+    };
+    let ca_server = server_of("ca_server");
+    let report_server = server_of("report_server");
     let run_lockfile = path_of(&mut r, "agent_catalog_run_lockfile");
     let disabled_lockfile = path_of(&mut r, "agent_disabled_lockfile");
     let last_run_summary = path_of(&mut r, "lastrunfile");
@@ -887,6 +941,8 @@ fn load_text(
             disabled_lockfile,
             last_run_summary,
             last_run_report,
+            ca_server,
+            report_server,
         },
         fallback_interval,
         forced_runs_per_hour,
@@ -936,6 +992,8 @@ mod tests {
                     "/opt/puppetlabs/puppet/public/last_run_summary.yaml".into(),
                 ),
                 ("lastrunreport", format!("{state}/last_run_report.yaml")),
+                ("ca_server", "puppetca.example.com".into()),
+                ("report_server", "puppet.example.com".into()),
             ];
             FakePuppet {
                 values: values.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
@@ -1005,7 +1063,9 @@ mod tests {
                 "agent_catalog_run_lockfile",
                 "agent_disabled_lockfile",
                 "lastrunfile",
-                "lastrunreport"
+                "lastrunreport",
+                "ca_server",
+                "report_server"
             ]]
         );
         assert_eq!(*puppet.commands.borrow(), vec![vec!["puppet".to_owned()]]);
@@ -1049,6 +1109,12 @@ mod tests {
                 crl: Some(ssl.join("crl.pem")),
             })
         );
+        // The servers --server must not move, as Puppet resolves them.
+        assert_eq!(c.puppet.ca_server.as_deref(), Some("puppetca.example.com"));
+        assert_eq!(
+            c.puppet.report_server.as_deref(),
+            Some("puppet.example.com")
+        );
         // One call for everything.
         assert_eq!(
             *puppet.asked.borrow(),
@@ -1062,6 +1128,8 @@ mod tests {
                 "agent_disabled_lockfile",
                 "lastrunfile",
                 "lastrunreport",
+                "ca_server",
+                "report_server",
             ]]
         );
     }
@@ -1152,6 +1220,8 @@ warnings=0
                 "agent_disabled_lockfile",
                 "lastrunfile",
                 "lastrunreport",
+                "ca_server",
+                "report_server",
             ]]
         );
         assert_eq!(
@@ -1223,7 +1293,7 @@ ssl_ca=relative/ca.pem
             e.starts_with("/etc/pvc.conf: puppet config print certname agent_catalog_run_lockfile"),
             "{e}"
         );
-        assert!(e.ends_with("set certname, agent_catalog_run_lockfile, agent_disabled_lockfile, lastrunfile, lastrunreport in the file"), "{e}");
+        assert!(e.ends_with("set certname, agent_catalog_run_lockfile, agent_disabled_lockfile, lastrunfile, lastrunreport, ca_server, report_server in the file"), "{e}");
 
         let mut puppet = FakePuppet::new();
         puppet.values.remove("hostcert");

@@ -225,6 +225,8 @@ mod tests {
                 disabled_lockfile: "/state/agent_disabled.lock".into(),
                 last_run_summary: "/public/last_run_summary.yaml".into(),
                 last_run_report: "/state/last_run_report.yaml".into(),
+                ca_server: None,
+                report_server: None,
             },
             fallback_interval: Duration::from_secs(3600),
             forced_runs_per_hour: 6,

@@ -125,7 +125,11 @@ pub async fn run(settings: &PuppetSettings, request: &RunRequest) -> RunOutcome 
     let report_before = last_run::Snapshot::take(&settings.last_run_report);
 
     let mut command = Command::new(program);
-    command.args(leading).args(args::agent_args(request));
+    command.args(leading).args(args::agent_args(
+        request,
+        settings.ca_server.as_deref(),
+        settings.report_server.as_deref(),
+    ));
     let (env, dropped) = args::facter_env(&request.facter_env);
     for name in dropped {
         tracing::warn!("not passed to puppet: {name:?} is not a FACTER_ variable name");

@@ -48,7 +48,8 @@ async fn a_granted_run_has_the_flags_server_and_facter_env_and_its_report_the_ru
     let host = golden_hosts()[0].clone();
     set_host_parameter(&db, &host, "pvc_facter_update_flag", "boolean", "true").await;
     let bridge = TestBridge::start(&bridge_config(&db, &scheduler_toml(""), &[])).await;
-    let node = Node::new("grant", &host, &bridge.base, "");
+    // puppet.conf's CA server: pinned, so --server does not move it.
+    let node = Node::new("grant", &host, &bridge.base, "ca_server=puppetca.pvc.test");
     // Nothing granted yet: `once` polls and runs nothing.
     let idle = node.command(&["once"]).await;
     assert_eq!(idle.status.code(), Some(0), "{}", stderr(&idle));
@@ -62,7 +63,10 @@ async fn a_granted_run_has_the_flags_server_and_facter_env_and_its_report_the_ru
     assert_eq!(output.status.code(), Some(0), "{log}");
     let calls = node.calls();
     assert_eq!(calls.len(), 1, "{calls:?}\n{log}");
-    assert_eq!(calls[0].args, args(&["--server", SERVER]));
+    assert_eq!(
+        calls[0].args,
+        args(&["--server", SERVER, "--ca_server", "puppetca.pvc.test"])
+    );
     assert!(
         calls[0]
             .facter_env

@@ -10,9 +10,15 @@ use super::RunRequest;
 ///
 /// A granted run must neither sleep out its lease (`--no-splay`) nor
 /// quietly apply an old catalog when the compile fails
-/// (`--no-usecacheonfailure`). Only `--server` is set: the CA and report
-/// servers stay as puppet.conf has them.
-pub(super) fn agent_args(request: &RunRequest) -> Vec<String> {
+/// (`--no-usecacheonfailure`). With `--server`, the CA and report servers
+/// are pinned to what puppet.conf resolves them to (`ca_server`,
+/// `report_server`): Puppet defaults both to `$server`, so the granted
+/// compile server would otherwise also become the CA and report server.
+pub(super) fn agent_args(
+    request: &RunRequest,
+    ca_server: Option<&str>,
+    report_server: Option<&str>,
+) -> Vec<String> {
     let mut args: Vec<String> = [
         "agent",
         "--onetime",
@@ -26,6 +32,15 @@ pub(super) fn agent_args(request: &RunRequest) -> Vec<String> {
     if let Some(server) = &request.server {
         args.push("--server".into());
         args.push(server.clone());
+        for (flag, pinned) in [
+            ("--ca_server", ca_server),
+            ("--report_server", report_server),
+        ] {
+            if let Some(pinned) = pinned {
+                args.push(flag.into());
+                args.push(pinned.into());
+            }
+        }
     }
     if request.mode == RunMode::CachedCatalog {
         args.push("--use_cached_catalog".into());

@@ -75,6 +75,8 @@ impl StandIn {
             disabled_lockfile: dir.path().join("agent_disabled.lock"),
             last_run_summary: dir.path().join("last_run_summary.yaml"),
             last_run_report: dir.path().join("last_run_report.yaml"),
+            ca_server: Some("puppetca.example.com".into()),
+            report_server: None,
         };
         StandIn { dir, settings }
     }
@@ -131,16 +133,29 @@ const BASE_ARGS: [&str; 6] = [
 #[tokio::test]
 async fn the_command_line_for_each_mode_with_and_without_a_server() {
     for (mode, server, extra) in [
+        // The CA server stays what puppet.conf says (it would follow
+        // --server otherwise); an unknown report server is not invented.
         (
             RunMode::Full,
             Some("ps1.example.com"),
-            &["--server", "ps1.example.com"][..],
+            &[
+                "--server",
+                "ps1.example.com",
+                "--ca_server",
+                "puppetca.example.com",
+            ][..],
         ),
         (RunMode::Full, None, &[][..]),
         (
             RunMode::CachedCatalog,
             Some("ps2.example.com"),
-            &["--server", "ps2.example.com", "--use_cached_catalog"][..],
+            &[
+                "--server",
+                "ps2.example.com",
+                "--ca_server",
+                "puppetca.example.com",
+                "--use_cached_catalog",
+            ][..],
         ),
         (RunMode::CachedCatalog, None, &["--use_cached_catalog"][..]),
     ] {
