@@ -88,6 +88,21 @@ pub struct DatabaseConfig {
     pub pool_size: usize,
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout_secs: u64,
+    /// Time between two health checks of every replica.
+    #[serde(default = "default_health_check_ms")]
+    pub health_check_ms: u64,
+    /// A health check slower than this has failed.
+    #[serde(default = "default_health_timeout_ms")]
+    pub health_timeout_ms: u64,
+    /// A replica further behind the primary (bytes of WAL) is taken out.
+    #[serde(default = "default_max_lag_bytes")]
+    pub max_lag_bytes: u64,
+    /// First back-off of a replica taken out; doubles on each further
+    /// failure up to `blacklist_max_secs`.
+    #[serde(default = "default_blacklist_secs")]
+    pub blacklist_secs: u64,
+    #[serde(default = "default_blacklist_max_secs")]
+    pub blacklist_max_secs: u64,
 }
 
 impl Default for DatabaseConfig {
@@ -97,8 +112,29 @@ impl Default for DatabaseConfig {
             replicas: Vec::new(),
             pool_size: default_pool_size(),
             connect_timeout_secs: default_connect_timeout(),
+            health_check_ms: default_health_check_ms(),
+            health_timeout_ms: default_health_timeout_ms(),
+            max_lag_bytes: default_max_lag_bytes(),
+            blacklist_secs: default_blacklist_secs(),
+            blacklist_max_secs: default_blacklist_max_secs(),
         }
     }
+}
+
+fn default_health_check_ms() -> u64 {
+    500
+}
+fn default_health_timeout_ms() -> u64 {
+    2000
+}
+fn default_max_lag_bytes() -> u64 {
+    16 * 1024 * 1024
+}
+fn default_blacklist_secs() -> u64 {
+    30
+}
+fn default_blacklist_max_secs() -> u64 {
+    300
 }
 
 fn default_pool_size() -> usize {
@@ -576,6 +612,9 @@ pub struct Config {
     pub database_replicas: Vec<String>,
     pub pool_size: usize,
     pub connect_timeout: Duration,
+    /// Replica health checks and routing (`database.health_*`,
+    /// `max_lag_bytes`, `blacklist_*`).
+    pub replica_health: crate::store::health::HealthSettings,
     pub foreman: ForemanConfig,
     pub foreman_url: Option<String>,
     pub cache: CacheConfig,
@@ -708,6 +747,18 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     if raw.database.connect_timeout_secs == 0 {
         errors.push("database.connect_timeout_secs: must be at least 1".into());
     }
+    if raw.database.health_check_ms < 10 {
+        errors.push("database.health_check_ms: must be at least 10".into());
+    }
+    if raw.database.health_timeout_ms < 10 {
+        errors.push("database.health_timeout_ms: must be at least 10".into());
+    }
+    if raw.database.blacklist_secs == 0 {
+        errors.push("database.blacklist_secs: must be at least 1".into());
+    }
+    if raw.database.blacklist_max_secs < raw.database.blacklist_secs {
+        errors.push("database.blacklist_max_secs: must be at least database.blacklist_secs".into());
+    }
     let foreman_url = raw
         .foreman
         .url
@@ -809,6 +860,13 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         database_replicas: raw.database.replicas,
         pool_size: raw.database.pool_size,
         connect_timeout: Duration::from_secs(raw.database.connect_timeout_secs),
+        replica_health: crate::store::health::HealthSettings {
+            check_every: Duration::from_millis(raw.database.health_check_ms),
+            timeout: Duration::from_millis(raw.database.health_timeout_ms),
+            max_lag_bytes: raw.database.max_lag_bytes,
+            blacklist: Duration::from_secs(raw.database.blacklist_secs),
+            blacklist_max: Duration::from_secs(raw.database.blacklist_max_secs),
+        },
         foreman_url: foreman_url.map(str::to_owned),
         foreman,
         cache: raw.cache,

@@ -94,6 +94,7 @@ impl Bridge {
     /// forwarding to Foreman and the audit trail (the last two compete for
     /// their leadership with the other bridge processes).
     pub fn start_background(&self, config: &Config) -> anyhow::Result<()> {
+        self.db.start_monitor(config.replica_health.clone());
         self.runs.start()?;
         self.uploads.start();
         if let Some(forwarder) = &self.forwarder {

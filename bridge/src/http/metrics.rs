@@ -96,6 +96,7 @@ pub async fn render(
          # HELP pvc_bridge_enc_cache_bytes Weight of cached ENC documents.\n\
          # TYPE pvc_bridge_enc_cache_bytes gauge\npvc_bridge_enc_cache_bytes {bytes}"
     );
+    render_replicas(&state.db.replica_states(), &mut out);
     render_runs(&state, &mut out);
     if let Some(uploads) = uploads {
         render_uploads(&uploads, &mut out);
@@ -109,6 +110,66 @@ pub async fn render(
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(out)
+}
+
+/// Each replica as routing sees it (`store::health`), labelled `host:port`.
+fn render_replicas(replicas: &[crate::store::ReplicaState], out: &mut String) {
+    if replicas.is_empty() {
+        return;
+    }
+    type Value = fn(&crate::store::ReplicaState) -> Option<u64>;
+    let rows: [(&str, &str, &str, Value); 7] = [
+        (
+            "pvc_bridge_replica_up",
+            "gauge",
+            "1 when the last health check of the replica answered.",
+            |r| Some(u64::from(r.view.up)),
+        ),
+        (
+            "pvc_bridge_replica_usable",
+            "gauge",
+            "1 when reads may go to the replica.",
+            |r| Some(u64::from(r.view.usable)),
+        ),
+        (
+            "pvc_bridge_replica_lag_bytes",
+            "gauge",
+            "Bytes of WAL the replica had not replayed at the last check.",
+            |r| r.view.lag_bytes,
+        ),
+        (
+            "pvc_bridge_replica_checks_total",
+            "counter",
+            "Health checks of the replica.",
+            |r| Some(r.view.checks),
+        ),
+        (
+            "pvc_bridge_replica_check_failures_total",
+            "counter",
+            "Health checks that failed or timed out.",
+            |r| Some(r.view.check_failures),
+        ),
+        (
+            "pvc_bridge_replica_taken_out_total",
+            "counter",
+            "Times the replica was taken out of rotation.",
+            |r| Some(r.view.taken_out),
+        ),
+        (
+            "pvc_bridge_replica_reads_total",
+            "counter",
+            "Connections taken from the replica's pool for reads.",
+            |r| Some(r.reads),
+        ),
+    ];
+    for (name, kind, help, value) in rows {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for replica in replicas {
+            if let Some(v) = value(replica) {
+                let _ = writeln!(out, "{name}{{replica=\"{}\"}} {v}", replica.label);
+            }
+        }
+    }
 }
 
 /// The run-decision service: counters, then the scheduler's view of each

@@ -2,20 +2,27 @@
 //! replicas; Foreman's schema for the ENC (`foreman`) and for scheduling
 //! (`host_params`, `runs`); the bridge's own schema (`pvc`).
 //!
-//! Reads go to a replica, round robin; a replica that cannot hand out a
-//! connection is skipped and, with none left, reads fall back to the primary
-//! (logged and counted). Writes always go to the primary.
+//! Reads go round robin to the replicas routing finds usable (`health`:
+//! checked by the monitor task, `monitor`, for replay lag and failures); a
+//! replica that cannot hand out a connection is taken out at once and the
+//! read tries the next one; with none left, reads fall back to the primary
+//! (counted, logged once per change). Writes always go to the primary.
 
 pub mod foreman;
+pub mod health;
 pub mod host_params;
+pub mod monitor;
 pub mod pvc;
 pub mod runs;
 
 use std::str::FromStr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
-use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
+use deadpool_postgres::{
+    Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime, TimeoutType,
+};
 use tokio_postgres::NoTls;
 
 /// Which server a connection talks to.
@@ -63,6 +70,15 @@ pub struct Db {
     replicas: Vec<Pool>,
     next_replica: AtomicUsize,
     pub stats: DbStats,
+    router: Mutex<health::Router>,
+    /// `host:port` of each replica, for logs and metric labels.
+    replica_labels: Vec<String>,
+    /// Connections taken from each replica's pool.
+    replica_reads: Vec<AtomicU64>,
+    /// No replica was usable at the last read (logged once per change).
+    all_out: AtomicBool,
+    primary_config: tokio_postgres::Config,
+    replica_configs: Vec<tokio_postgres::Config>,
 }
 
 /// Pool settings shared by all servers.
@@ -80,52 +96,87 @@ impl Db {
         replicas: &[String],
         options: &PoolOptions,
     ) -> Result<Db, StoreError> {
+        let (primary_config, primary) = build_pool(primary, options)?;
+        let (replica_configs, replicas): (Vec<_>, Vec<_>) = replicas
+            .iter()
+            .map(|url| build_pool(url, options))
+            .collect::<Result<Vec<_>, _>>()?
+            .into_iter()
+            .unzip();
         Ok(Db {
-            primary: build_pool(primary, options)?,
-            replicas: replicas
-                .iter()
-                .map(|url| build_pool(url, options))
-                .collect::<Result<_, _>>()?,
+            primary,
+            router: Mutex::new(health::Router::new(
+                replicas.len(),
+                health::HealthSettings::default(),
+            )),
+            replica_labels: replica_configs.iter().map(server_label).collect(),
+            replica_reads: replicas.iter().map(|_| AtomicU64::new(0)).collect(),
+            replicas,
             next_replica: AtomicUsize::new(0),
             stats: DbStats::default(),
+            all_out: AtomicBool::new(false),
+            primary_config,
+            replica_configs,
         })
     }
 
-    /// A connection for reads: a replica if any can serve, else the primary.
+    /// Starts the health monitor (`store::monitor`) on the current tokio
+    /// runtime. Without it every replica counts as healthy until a read
+    /// fails to connect to it.
+    pub fn start_monitor(
+        self: &Arc<Self>,
+        settings: health::HealthSettings,
+    ) -> tokio::task::JoinHandle<()> {
+        monitor::spawn(self, settings)
+    }
+
+    /// A connection for reads: a usable replica, round robin, else the
+    /// primary. A replica whose pool cannot hand out a connection is taken
+    /// out at once and the next one is tried, so a replica that dies fails
+    /// no read that had not yet got its connection.
     pub async fn read(&self) -> Result<(Object, PoolRole), StoreError> {
-        let n = self.replicas.len();
         let start = self.next_replica.fetch_add(1, Ordering::Relaxed);
-        for offset in 0..n {
-            let pool = &self.replicas[(start + offset) % n];
-            match pool.get().await {
-                Ok(client) => {
-                    self.stats.replica_checkouts.fetch_add(1, Ordering::Relaxed);
-                    return Ok((client, PoolRole::Replica));
-                }
-                Err(error) => {
-                    self.stats.replica_errors.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(%error, "replica unavailable, trying the next one");
-                }
+        let candidates = self.router_mut().candidates(start, Instant::now());
+        for i in candidates {
+            if let Some(client) = self.checkout_replica(i).await {
+                return Ok((client, PoolRole::Replica));
             }
         }
-        if n > 0 {
-            self.stats.read_fallbacks.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!("no replica available, reading from the primary");
-        }
+        self.fall_back();
         Ok((self.write().await?, PoolRole::Primary))
     }
 
     /// A connection for reads that must see everything up to the primary's
     /// WAL position `lsn` (a write this bridge knows of, such as Foreman's
     /// import of a host's facts): a replica that has replayed that far,
-    /// else the primary. One extra round trip per replica asked.
+    /// else the primary. A replica the monitor last saw past `lsn` is taken
+    /// without a round trip; otherwise the usable replicas are asked.
     pub async fn read_after(&self, lsn: &str) -> Result<(Object, PoolRole), StoreError> {
-        let n = self.replicas.len();
         let start = self.next_replica.fetch_add(1, Ordering::Relaxed);
-        for offset in 0..n {
-            let pool = &self.replicas[(start + offset) % n];
-            let Ok(client) = pool.get().await else {
-                self.stats.replica_errors.fetch_add(1, Ordering::Relaxed);
+        let (known, candidates) = {
+            let router = self.router_mut();
+            let candidates = router.candidates(start, Instant::now());
+            let wanted = health::parse_lsn(lsn);
+            let known: Vec<usize> = candidates
+                .iter()
+                .copied()
+                .filter(|&i| wanted.is_some_and(|w| router.replay_lsn(i).is_some_and(|r| r >= w)))
+                .collect();
+            (known, candidates)
+        };
+        for i in known {
+            if let Some(client) = self.checkout_replica(i).await {
+                self.stats
+                    .fenced_replica_reads
+                    .fetch_add(1, Ordering::Relaxed);
+                return Ok((client, PoolRole::Replica));
+            }
+        }
+        for i in candidates {
+            if !self.router_mut().usable(i, Instant::now()) {
+                continue;
+            }
+            let Some(client) = self.checkout_replica(i).await else {
                 continue;
             };
             let caught_up = client
@@ -136,7 +187,6 @@ impl Db {
                 .await;
             match caught_up {
                 Ok(row) if row.get::<_, bool>(0) => {
-                    self.stats.replica_checkouts.fetch_add(1, Ordering::Relaxed);
                     self.stats
                         .fenced_replica_reads
                         .fetch_add(1, Ordering::Relaxed);
@@ -145,7 +195,7 @@ impl Db {
                 Ok(_) => {}
                 Err(error) => {
                     self.stats.replica_errors.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(%error, "replica cannot report its replay position");
+                    self.replica_failed(i, &error.to_string());
                 }
             }
         }
@@ -169,9 +219,111 @@ impl Db {
     pub fn replica_count(&self) -> usize {
         self.replicas.len()
     }
+
+    /// Each replica's label (`host:port`, no credentials) and state, for
+    /// `/metrics` and tests.
+    pub fn replica_states(&self) -> Vec<ReplicaState> {
+        let router = self.router_mut();
+        let now = Instant::now();
+        (0..self.replicas.len())
+            .map(|i| ReplicaState {
+                label: self.replica_labels[i].clone(),
+                view: router.view(i, now),
+                reads: self.replica_reads[i].load(Ordering::Relaxed),
+            })
+            .collect()
+    }
+
+    /// A connection from replica `i`'s pool; a failure takes it out.
+    async fn checkout_replica(&self, i: usize) -> Option<Object> {
+        match self.replicas[i].get().await {
+            Ok(client) => {
+                self.stats.replica_checkouts.fetch_add(1, Ordering::Relaxed);
+                self.replica_reads[i].fetch_add(1, Ordering::Relaxed);
+                let transition = self.router_mut().checkout_ok(i, Instant::now());
+                self.log_transition(i, transition);
+                if self.all_out.swap(false, Ordering::Relaxed) {
+                    tracing::info!("reads go to the replicas again");
+                }
+                Some(client)
+            }
+            // Every connection busy: the replica is fine, this read just
+            // goes elsewhere.
+            Err(PoolError::Timeout(TimeoutType::Wait)) => {
+                self.stats.replica_errors.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+            Err(error) => {
+                self.stats.replica_errors.fetch_add(1, Ordering::Relaxed);
+                self.replica_failed(i, &error.to_string());
+                None
+            }
+        }
+    }
+
+    fn replica_failed(&self, i: usize, error: &str) {
+        let transition = self
+            .router_mut()
+            .connection_failed(i, Instant::now(), error);
+        self.log_transition(i, transition);
+    }
+
+    /// A read that wanted a replica goes to the primary.
+    fn fall_back(&self) {
+        if self.replicas.is_empty() {
+            return;
+        }
+        self.stats.read_fallbacks.fetch_add(1, Ordering::Relaxed);
+        if !self.all_out.swap(true, Ordering::Relaxed) {
+            tracing::warn!("no usable replica: reads go to the primary");
+        }
+    }
+
+    fn log_transition(&self, i: usize, transition: Option<health::Transition>) {
+        let replica = &self.replica_labels[i];
+        match transition {
+            None => {}
+            Some(health::Transition::TakenOut { reason, backoff }) => {
+                tracing::warn!(replica, %reason, backoff_secs = backoff.as_secs_f64(), "replica taken out of rotation");
+            }
+            Some(health::Transition::Readmitted) => {
+                tracing::info!(replica, "replica back in rotation");
+            }
+        }
+    }
+
+    fn router_mut(&self) -> MutexGuard<'_, health::Router> {
+        // The router's state stays consistent across a panic elsewhere.
+        self.router.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
-fn build_pool(url: &str, options: &PoolOptions) -> Result<Pool, StoreError> {
+/// One replica as `/metrics` shows it.
+#[derive(Debug, Clone)]
+pub struct ReplicaState {
+    /// `host:port`.
+    pub label: String,
+    pub view: health::ReplicaView,
+    /// Connections taken from its pool.
+    pub reads: u64,
+}
+
+/// `host:port` of a server, without credentials.
+fn server_label(config: &tokio_postgres::Config) -> String {
+    let host = match config.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+        #[cfg(unix)]
+        Some(tokio_postgres::config::Host::Unix(p)) => p.display().to_string(),
+        None => "localhost".to_owned(),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    format!("{host}:{port}")
+}
+
+fn build_pool(
+    url: &str,
+    options: &PoolOptions,
+) -> Result<(tokio_postgres::Config, Pool), StoreError> {
     let bad = |reason: String| StoreError::BadUrl {
         url: redact_url(url),
         reason,
@@ -182,19 +334,20 @@ fn build_pool(url: &str, options: &PoolOptions) -> Result<Pool, StoreError> {
         pg.application_name("pvc-bridge");
     }
     let manager = Manager::from_config(
-        pg,
+        pg.clone(),
         NoTls,
         ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         },
     );
-    Pool::builder(manager)
+    let pool = Pool::builder(manager)
         .max_size(options.max_size)
         .runtime(Runtime::Tokio1)
         .wait_timeout(Some(options.connect_timeout))
         .create_timeout(Some(options.connect_timeout))
         .build()
-        .map_err(|e| bad(e.to_string()))
+        .map_err(|e| bad(e.to_string()))?;
+    Ok((pg, pool))
 }
 
 /// A URL with its password replaced, for logs and errors.
