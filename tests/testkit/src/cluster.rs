@@ -342,6 +342,48 @@ impl Cluster {
         .await
     }
 
+    /// Stops the replica (`pg_ctl stop -m fast`); the primary keeps
+    /// running. Refused on [`shared`]: start a cluster of your own.
+    pub async fn stop_replica(&self) -> Result<()> {
+        self.refuse_shared("stop the replica")?;
+        blocking(&self.pg, |pg| {
+            run(pg
+                .server_cmd("pg_ctl")
+                .arg("-D")
+                .arg(pg.dir.join("replica"))
+                .args(["stop", "-m", "fast", "-w", "-t", "60"]))
+            .map(drop)
+        })
+        .await
+    }
+
+    /// Starts the replica stopped by [`Cluster::stop_replica`] again, on the
+    /// same port, and waits until it accepts connections (it resumes
+    /// streaming once the primary is up; with the primary up, call
+    /// [`Cluster::wait_replica_caught_up`] to wait for that).
+    pub async fn start_replica(&self) -> Result<()> {
+        self.refuse_shared("start the replica")?;
+        blocking(&self.pg, |pg| {
+            let log = pg.dir.join("replica.log");
+            run(pg
+                .server_cmd("pg_ctl")
+                .arg("-D")
+                .arg(pg.dir.join("replica"))
+                .arg("-l")
+                .arg(&log)
+                .args(["-w", "-t", "60", "start"]))
+            .with_context(|| {
+                format!(
+                    "restarting the replica; {}:\n{}",
+                    log.display(),
+                    tail(&fs::read_to_string(&log).unwrap_or_default(), 40)
+                )
+            })
+            .map(drop)
+        })
+        .await
+    }
+
     fn refuse_shared(&self, what: &str) -> Result<()> {
         if let Some(Ok(shared)) = SHARED.get() {
             if std::ptr::eq(shared, self) {
