@@ -213,6 +213,10 @@ pub struct CacheConfig {
     /// Byte budget of cached documents (bodies + keys).
     #[serde(default = "default_max_bytes")]
     pub max_bytes: u64,
+    /// How long past `ttl_secs` a host's last good document is still served
+    /// (marked stale) when no database answers; 0 disables.
+    #[serde(default = "default_stale_grace")]
+    pub stale_grace_secs: u64,
 }
 
 impl Default for CacheConfig {
@@ -223,6 +227,7 @@ impl Default for CacheConfig {
             not_found_ttl_secs: default_not_found_ttl(),
             foreman_refresh_secs: default_foreman_ttl(),
             max_bytes: default_max_bytes(),
+            stale_grace_secs: default_stale_grace(),
         }
     }
 }
@@ -241,6 +246,9 @@ fn default_foreman_ttl() -> u64 {
 }
 fn default_max_bytes() -> u64 {
     512 * 1024 * 1024
+}
+fn default_stale_grace() -> u64 {
+    3600
 }
 
 /// What Foreman takes from its own host rather than its database.

@@ -13,6 +13,9 @@
 //! A host the bridge cannot compute (see `enc::erb`) is fetched from
 //! Foreman's API and served stale-while-revalidate; without a Foreman URL it
 //! is answered 503 with the reason.
+//!
+//! When no database answers, a host's last good document is served marked
+//! stale for up to `cache.stale_grace_secs` past its TTL (`stale`).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -30,9 +33,11 @@ use crate::enc::{self, Unsupported};
 use crate::foreman::{EncAnswer, ForemanClient, ForemanError};
 
 mod layers;
+mod stale;
 use crate::store::foreman::{self as rows, ReadError, SettingsOverrides};
 use crate::store::{Db, StoreError};
 use layers::Layers;
+use stale::Keeper;
 
 /// A cached answer for one name.
 #[derive(Clone, Debug)]
@@ -47,6 +52,12 @@ pub enum Doc {
         refreshing: Arc<AtomicBool>,
     },
     NotFound,
+    /// The last good document (`Computed` or `Foreman`), loaded at
+    /// `loaded`, served because no database answers (see `stale`).
+    Stale {
+        doc: Arc<Doc>,
+        loaded: Instant,
+    },
 }
 
 impl Doc {
@@ -55,6 +66,24 @@ impl Doc {
         match self {
             Doc::Computed(body) | Doc::Foreman { body, .. } => Some(body),
             Doc::NotFound => None,
+            Doc::Stale { doc, .. } => doc.body(),
+        }
+    }
+
+    /// Who rendered the body: `"foreman"` (its API) or `"bridge"`.
+    pub fn source(&self) -> &'static str {
+        match self {
+            Doc::Foreman { .. } => "foreman",
+            Doc::Computed(_) | Doc::NotFound => "bridge",
+            Doc::Stale { doc, .. } => doc.source(),
+        }
+    }
+
+    /// For a stale answer, how long ago its document was loaded.
+    pub fn stale_age(&self) -> Option<Duration> {
+        match self {
+            Doc::Stale { loaded, .. } => Some(loaded.elapsed()),
+            _ => None,
         }
     }
 
@@ -92,6 +121,8 @@ pub struct EncStats {
     /// single-flight).
     pub loads: AtomicU64,
     pub foreman_fallbacks: AtomicU64,
+    /// Answers served stale because no database answered.
+    pub stale_served: AtomicU64,
     /// Unsupported constructs seen, by label.
     pub unsupported: Mutex<HashMap<&'static str, u64>>,
 }
@@ -99,13 +130,16 @@ pub struct EncStats {
 struct DocExpiry {
     ttl: Duration,
     not_found_ttl: Duration,
+    /// `ttl + stale grace`: no stale answer is served past it.
+    stale_limit: Duration,
 }
 
 impl Expiry<String, Doc> for DocExpiry {
-    fn expire_after_create(&self, _key: &String, value: &Doc, _now: Instant) -> Option<Duration> {
+    fn expire_after_create(&self, _key: &String, value: &Doc, now: Instant) -> Option<Duration> {
         Some(match value {
             Doc::NotFound => self.not_found_ttl,
-            _ => self.ttl,
+            Doc::Stale { loaded, .. } => stale::retry_after(*loaded, self.stale_limit, now),
+            Doc::Computed(_) | Doc::Foreman { .. } => self.ttl,
         })
     }
 }
@@ -119,6 +153,8 @@ pub struct EncService {
     /// their next loads read a replica that has replayed it, or the primary.
     fences: Cache<String, Arc<str>>,
     layers: Arc<Layers>,
+    /// Last good documents for outages; `None` with no grace period.
+    keeper: Option<Keeper>,
     foreman_refresh: Duration,
     pub stats: EncStats,
 }
@@ -130,12 +166,19 @@ impl EncService {
         overrides: SettingsOverrides,
         config: &CacheConfig,
     ) -> Arc<Self> {
+        let ttl = Duration::from_secs(config.ttl_secs);
+        let keeper = Keeper::new(
+            ttl,
+            Duration::from_secs(config.stale_grace_secs),
+            config.max_bytes,
+        );
         let docs = Cache::builder()
             .max_capacity(config.max_bytes)
             .weigher(|key: &String, doc: &Doc| doc.weight(key))
             .expire_after(DocExpiry {
-                ttl: Duration::from_secs(config.ttl_secs),
+                ttl,
                 not_found_ttl: Duration::from_secs(config.not_found_ttl_secs),
+                stale_limit: keeper.as_ref().map_or(ttl, Keeper::limit),
             })
             .build();
         let layers = Layers::new(
@@ -153,6 +196,7 @@ impl EncService {
                 .time_to_live(Duration::from_secs(600))
                 .build(),
             layers,
+            keeper,
             foreman_refresh: Duration::from_secs(config.foreman_refresh_secs),
             stats: EncStats::default(),
         })
@@ -160,23 +204,39 @@ impl EncService {
 
     /// The document for `name` (a certname or host name), from the cache or
     /// loaded once however many callers ask at the same time.
+    /// A [`Doc::Stale`] answer means no database answered; see `stale`.
     pub async fn document(self: &Arc<Self>, name: &str) -> Result<Doc, Arc<EncError>> {
-        if let Some(doc) = self.docs.get(name).await {
-            self.stats.hits.fetch_add(1, Ordering::Relaxed);
-            self.maybe_refresh(name, &doc);
-            return Ok(doc);
+        let doc = match self.docs.get(name).await {
+            Some(doc) => {
+                self.stats.hits.fetch_add(1, Ordering::Relaxed);
+                self.maybe_refresh(name, &doc);
+                doc
+            }
+            None => {
+                self.stats.misses.fetch_add(1, Ordering::Relaxed);
+                let this = Arc::clone(self);
+                let owned = name.to_owned();
+                self.docs
+                    // Boxed: the load future is large, and actix workers run
+                    // on threads with small stacks.
+                    .try_get_with(
+                        name.to_owned(),
+                        Box::pin(async move { this.load_or_stale(&owned).await }),
+                    )
+                    .await?
+            }
+        };
+        if matches!(doc, Doc::Stale { .. }) {
+            self.stats.stale_served.fetch_add(1, Ordering::Relaxed);
         }
-        self.stats.misses.fetch_add(1, Ordering::Relaxed);
-        let this = Arc::clone(self);
-        let owned = name.to_owned();
-        self.docs
-            // Boxed: the load future is large, and actix workers run on
-            // threads with small stacks.
-            .try_get_with(
-                name.to_owned(),
-                Box::pin(async move { this.load(&owned).await }),
-            )
-            .await
+        Ok(doc)
+    }
+
+    /// The oldest document served stale when no database answers
+    /// (`cache.ttl_secs + cache.stale_grace_secs`); `None` when stale
+    /// answers are off.
+    pub fn stale_limit(&self) -> Option<Duration> {
+        self.keeper.as_ref().map(Keeper::limit)
     }
 
     /// Drops the cached document of one name. The host's config groups live
@@ -235,6 +295,9 @@ impl EncService {
     pub async fn sync(&self) {
         self.docs.run_pending_tasks().await;
         self.layers.sync().await;
+        if let Some(keeper) = &self.keeper {
+            keeper.sync().await;
+        }
     }
 
     fn maybe_refresh(self: &Arc<Self>, name: &str, doc: &Doc) {
@@ -254,7 +317,12 @@ impl EncService {
         let refreshing = Arc::clone(refreshing);
         tokio::spawn(async move {
             match Box::pin(this.load(&name)).await {
-                Ok(doc) => this.docs.insert(name, doc).await,
+                Ok(doc) => {
+                    if let Some(keeper) = &this.keeper {
+                        keeper.keep(&name, &doc).await;
+                    }
+                    this.docs.insert(name, doc).await
+                }
                 Err(error) => {
                     // Keep serving the old document; try again on a later hit.
                     tracing::warn!(host.certname = %name, %error, "refreshing a Foreman ENC failed");
@@ -262,6 +330,35 @@ impl EncService {
                 }
             }
         });
+    }
+
+    /// Loads `name`; when no database answers, its last good document
+    /// instead (within the grace period), marked stale.
+    async fn load_or_stale(&self, name: &str) -> Result<Doc, EncError> {
+        let error = match self.load(name).await {
+            Ok(doc) => {
+                if let Some(keeper) = &self.keeper {
+                    keeper.keep(name, &doc).await;
+                }
+                return Ok(doc);
+            }
+            Err(error) => error,
+        };
+        let Some(keeper) = &self.keeper else {
+            return Err(error);
+        };
+        if !stale::no_database_answers(&error) {
+            return Err(error);
+        }
+        let Some(doc) = keeper.stale(name).await else {
+            return Err(error);
+        };
+        if keeper.first_warning(name).await {
+            let age_secs = doc.stale_age().unwrap_or_default().as_secs();
+            tracing::warn!(host.certname = %name, age_secs, %error,
+                "no database answers: serving the last good ENC, marked stale");
+        }
+        Ok(doc)
     }
 
     async fn load(&self, name: &str) -> Result<Doc, EncError> {

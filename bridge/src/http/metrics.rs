@@ -48,6 +48,11 @@ pub async fn render(
             relaxed(&enc.foreman_fallbacks),
         ),
         (
+            "pvc_bridge_enc_stale_served_total",
+            "ENC answers served stale (last good document) because no database answered.",
+            relaxed(&enc.stale_served),
+        ),
+        (
             "pvc_bridge_database_read_fallbacks_total",
             "Reads that wanted a replica and used the primary.",
             relaxed(&db.read_fallbacks),

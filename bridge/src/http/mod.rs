@@ -13,9 +13,9 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse, ResponseError};
 use serde::Deserialize;
 
-use crate::cache::{Doc, EncService};
+use crate::cache::EncService;
 use crate::certname::{Certname, CertnameError};
-use crate::store::Db;
+use crate::store::{Db, StoreError};
 
 /// What every handler can reach.
 pub struct AppState {
@@ -108,22 +108,23 @@ async fn node(
             .content_type(ContentType::plaintext())
             .finish());
     };
-    if html {
-        return Ok(HttpResponse::Ok()
-            .content_type(ContentType::html())
-            .body(format!(
-                "<pre>{}</pre>",
-                escape_html(&String::from_utf8_lossy(body))
-            )));
+    let mut response = HttpResponse::Ok();
+    // No database answered: the last good document, marked as RFC 7234
+    // does for a stale answer, with its age.
+    if let Some(age) = doc.stale_age() {
+        response
+            .insert_header((header::WARNING, r#"110 pvc-bridge "Response is Stale""#))
+            .insert_header(("X-PVC-Stale-Seconds", age.as_secs().to_string()));
     }
-    let source = if matches!(doc, Doc::Foreman { .. }) {
-        "foreman"
-    } else {
-        "bridge"
-    };
-    Ok(HttpResponse::Ok()
+    if html {
+        return Ok(response.content_type(ContentType::html()).body(format!(
+            "<pre>{}</pre>",
+            escape_html(&String::from_utf8_lossy(body))
+        )));
+    }
+    Ok(response
         .content_type(ContentType::plaintext())
-        .insert_header(("X-Pvc-Enc-Source", source))
+        .insert_header(("X-Pvc-Enc-Source", doc.source()))
         .body(body.clone()))
 }
 
@@ -148,17 +149,51 @@ async fn healthz() -> HttpResponse {
         .body("ok\n")
 }
 
-/// Ready when a read connection can run a query.
+/// Ready when a read connection can run a query; otherwise 503 saying
+/// which servers failed and what the ENC does meanwhile.
 async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let (client, role) = state
-        .db
-        .read()
-        .await
-        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    let unready = |why: String| {
+        let enc = match state.enc.stale_limit() {
+            Some(limit) => format!(
+                "serving cached ENC documents up to {} s old, marked stale",
+                limit.as_secs()
+            ),
+            None => "no stale ENC documents are served (cache.stale_grace_secs = 0)".into(),
+        };
+        ApiError::Unavailable(format!("{why}; {enc}"))
+    };
+    let (client, role) = state.db.read().await.map_err(|error| {
+        // Each replica as routing sees it after this failed read.
+        let replicas = state
+            .db
+            .replica_states()
+            .iter()
+            .map(|replica| {
+                let routing = if replica.view.usable {
+                    "gave no connection"
+                } else {
+                    "out of rotation"
+                };
+                format!("{} {routing}", replica.label)
+            })
+            .collect::<Vec<_>>();
+        let replicas = if replicas.is_empty() {
+            "none configured".to_owned()
+        } else {
+            replicas.join(", ")
+        };
+        let servers = match error {
+            StoreError::Unavailable(reason) => reason,
+            other => other.to_string(),
+        };
+        unready(format!(
+            "no database reachable: replicas: {replicas}; {servers}"
+        ))
+    })?;
     client
         .simple_query("SELECT 1")
         .await
-        .map_err(|e| ApiError::Unavailable(format!("{} database: {e}", role.as_str())))?;
+        .map_err(|e| unready(format!("{} database: {e}", role.as_str())))?;
     Ok(HttpResponse::Ok()
         .content_type(ContentType::plaintext())
         .body(format!("ready ({})\n", role.as_str())))
