@@ -11,6 +11,7 @@ mod foreman_standin;
 mod forward;
 mod hosts;
 mod leases;
+mod replicas;
 mod runs;
 mod status_poll;
 mod support;
