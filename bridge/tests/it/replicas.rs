@@ -396,3 +396,109 @@ async fn replicas_stopped_or_paused_under_load_fail_no_request_and_come_back() {
     drop(primary);
     drop(db);
 }
+
+/// `Db::read_after`: with the monitor running, a read after a write goes to
+/// the replica once the monitor has seen it replay that far, and to the
+/// primary while the replica's replay is paused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_after_a_write_go_to_a_replica_that_replayed_it_else_the_primary() {
+    use pvc_bridge::store::health::HealthSettings;
+    use pvc_bridge::store::{Db, PoolOptions, PoolRole};
+
+    let cluster = tokio::task::spawn_blocking(Cluster::start)
+        .await
+        .expect("cluster task")
+        .expect("a private PostgreSQL cluster");
+    let db = cluster
+        .foreman_db("replicas_fence")
+        .await
+        .expect("foreman database");
+    let pools = Arc::new(
+        Db::new(
+            &db.primary_url,
+            std::slice::from_ref(&db.replica_url),
+            &PoolOptions {
+                max_size: 2,
+                connect_timeout: Duration::from_secs(1),
+            },
+        )
+        .expect("pools"),
+    );
+    let _monitor = pools.start_monitor(HealthSettings {
+        check_every: Duration::from_millis(50),
+        timeout: Duration::from_millis(500),
+        max_lag_bytes: 1 << 40,
+        blacklist: Duration::from_secs(1),
+        blacklist_max: Duration::from_secs(2),
+    });
+    let primary = pvc_testkit::cluster::connect(&db.primary_url)
+        .await
+        .expect("primary");
+    let write = |n: i32| {
+        let primary = &primary;
+        async move {
+            primary
+                .batch_execute(&format!("CREATE TABLE pvc_it_fence_{n} (id int)"))
+                .await
+                .expect("write");
+            primary
+                // The insert position: with synchronous_commit = off the
+                // write position may still be before the commit record.
+                .query_one("SELECT pg_current_wal_insert_lsn()::text", &[])
+                .await
+                .expect("LSN")
+                .get::<_, String>(0)
+        }
+    };
+    let lsn = write(1).await;
+    // Once the replica has replayed the write, reads after it go there.
+    let deadline = Instant::now() + PATIENCE;
+    let client = loop {
+        let (client, role) = pools.read_after(&lsn).await.expect("a read");
+        if role == PoolRole::Replica {
+            break client;
+        }
+        assert!(Instant::now() < deadline, "never read from the replica");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+
+    // It really has the write.
+    client
+        .query_one("SELECT count(*) FROM pvc_it_fence_1", &[])
+        .await
+        .expect("the table written before");
+    drop(client);
+    assert_eq!(pools.stats.fenced_replica_reads.load(Ordering::Relaxed), 1);
+    let primary_reads = pools.stats.fenced_primary_reads.load(Ordering::Relaxed);
+
+    let replica = pvc_testkit::cluster::connect(&db.replica_url)
+        .await
+        .expect("replica");
+    replica
+        .batch_execute("SELECT pg_wal_replay_pause()")
+        .await
+        .expect("pause replay");
+    let lsn = write(2).await;
+    let (client, role) = pools.read_after(&lsn).await.expect("a read");
+    assert_eq!(
+        role,
+        PoolRole::Primary,
+        "the replica cannot have replayed it"
+    );
+    client
+        .query_one("SELECT count(*) FROM pvc_it_fence_2", &[])
+        .await
+        .expect("the table just written");
+    drop(client);
+    assert_eq!(
+        pools.stats.fenced_primary_reads.load(Ordering::Relaxed),
+        primary_reads + 1
+    );
+    replica
+        .batch_execute("SELECT pg_wal_replay_resume()")
+        .await
+        .expect("resume replay");
+    drop(replica);
+    drop(primary);
+    drop(db);
+}
