@@ -335,7 +335,19 @@ impl EncService {
     /// Loads `name`; when no database answers, its last good document
     /// instead (within the grace period), marked stale.
     async fn load_or_stale(&self, name: &str) -> Result<Doc, EncError> {
-        let error = match self.load(name).await {
+        let loaded = match self.load(name).await {
+            // The connection went away mid-load (a replica stopping ends
+            // its sessions one by one, so another pooled connection to it
+            // may be about to go too): once more, on the primary. A failed
+            // checkout (`StoreError`) is not retried: `Db` has already
+            // tried every server for that.
+            Err(error) if stale::lost_mid_load(&error) => {
+                tracing::info!(host.certname = %name, %error, "connection lost while loading an ENC, loading it again from the primary");
+                self.load_from(name, true).await
+            }
+            other => other,
+        };
+        let error = match loaded {
             Ok(doc) => {
                 if let Some(keeper) = &self.keeper {
                     keeper.keep(name, &doc).await;
@@ -362,8 +374,12 @@ impl EncService {
     }
 
     async fn load(&self, name: &str) -> Result<Doc, EncError> {
+        self.load_from(name, false).await
+    }
+
+    async fn load_from(&self, name: &str, primary: bool) -> Result<Doc, EncError> {
         self.stats.loads.fetch_add(1, Ordering::Relaxed);
-        match self.compute(name).await? {
+        match self.compute(name, primary).await? {
             Computed::Doc(doc) => Ok(doc),
             Computed::Unsupported(host_name, reason) => {
                 {
@@ -389,9 +405,10 @@ impl EncService {
         }
     }
 
-    async fn compute(&self, name: &str) -> Result<Computed, EncError> {
+    async fn compute(&self, name: &str, primary: bool) -> Result<Computed, EncError> {
         let layers = &self.layers;
         let (client, _role) = match self.fences.get(name).await {
+            _ if primary => (self.db.write().await?, crate::store::PoolRole::Primary),
             Some(lsn) => self.db.read_after(&lsn).await?,
             None => self.db.read().await?,
         };

@@ -147,10 +147,20 @@ pub fn no_database_answers(error: &EncError) -> bool {
     }
 }
 
+/// A statement failed because its connection went away (not a failed
+/// checkout: `Db` has already tried every server for that).
+pub(super) fn lost_mid_load(error: &EncError) -> bool {
+    match error {
+        EncError::Read(ReadError::Db(error)) => connection_lost(error),
+        EncError::Shared(inner) => lost_mid_load(inner),
+        _ => false,
+    }
+}
+
 /// A query that failed because the connection went away (closed, I/O
 /// error, server shutting down or not accepting connections) rather than
 /// because the server refused the query.
-fn connection_lost(error: &tokio_postgres::Error) -> bool {
+pub(super) fn connection_lost(error: &tokio_postgres::Error) -> bool {
     if error.is_closed() {
         return true;
     }

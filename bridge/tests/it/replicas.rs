@@ -5,8 +5,8 @@
 //! (a) the replica is stopped and started again, and
 //! (b) its WAL replay is paused while the primary writes, then resumed.
 //! The monitor must take the replica out and bring it back; every request
-//! is answered 200 from a database, except statements in flight on the
-//! replica at the moment it stops (see `docs/reliability.md`). Requests, errors and latency per phase are printed
+//! is answered 200 from a database (an ENC load whose connection is lost
+//! mid-load is loaded again from the primary). Requests, errors and latency per phase are printed
 //! (`--nocapture`) for `docs/reliability.md`.
 
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
@@ -42,7 +42,6 @@ struct Answered {
     /// Served from the copy kept for when no database answers.
     stale: bool,
     body: String,
-    sent: Instant,
     latency: Duration,
 }
 
@@ -210,7 +209,6 @@ async fn replicas_stopped_or_paused_under_load_fail_no_request_and_come_back() {
                         status,
                         stale,
                         body,
-                        sent: started,
                         latency: started.elapsed(),
                     });
                     seq += CLIENTS;
@@ -237,13 +235,11 @@ async fn replicas_stopped_or_paused_under_load_fail_no_request_and_come_back() {
 
     // (a) The replica stops: out of rotation, reads go to the primary.
     set_phase("replica stopped");
-    let stop_began = Instant::now();
     cluster.stop_replica().await.expect("stop the replica");
     wait_for(&bridge, "the stopped replica taken out", |v| {
         v[0] == Some(0.0)
     })
     .await;
-    let out_seen = Instant::now();
     more_answers(&answers, 200).await;
     set_phase("replica starting");
     cluster.start_replica().await.expect("start the replica");
@@ -350,13 +346,6 @@ async fn replicas_stopped_or_paused_under_load_fail_no_request_and_come_back() {
         );
         failed.extend(mine.into_iter().filter(|a| !a.ok()));
     }
-    // What can still fail: a statement in flight on the replica when it
-    // is stopped (the server ends its sessions); the caller gets the
-    // error (or, if the cache keeps one, a stale copy): requests sent before
-    // the replica was seen out and answered after the stop began. Every
-    // other request is answered from a database.
-    let in_flight_at_stop = |a: &&Answered| a.sent < out_seen && a.sent + a.latency >= stop_began;
-    let unexplained: Vec<_> = failed.iter().filter(|a| !in_flight_at_stop(a)).collect();
     let short = |a: &Answered| {
         let body: String = a.body.chars().take(120).collect();
         (
@@ -368,16 +357,11 @@ async fn replicas_stopped_or_paused_under_load_fail_no_request_and_come_back() {
         )
     };
     assert!(
-        unexplained.is_empty(),
-        "{} of {} requests not answered from a database ({} not in flight at the stop), first: {:?}",
+        failed.is_empty(),
+        "{} of {} requests not answered from a database, first: {:?}",
         failed.len(),
         answers.len(),
-        unexplained.len(),
         failed.iter().take(3).map(|a| short(a)).collect::<Vec<_>>()
-    );
-    println!(
-        "requests in flight on the replica when it stopped, not answered from a database: {}",
-        failed.len()
     );
     let fallbacks = bridge
         .bridge
