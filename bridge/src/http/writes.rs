@@ -301,16 +301,30 @@ async fn facts(
     name: &str,
     payload: web::Payload,
 ) -> Result<HttpResponse, Failure> {
-    let fail = fail(Dialect::Pvc);
     let bytes = body(settings, payload, Dialect::Pvc).await?;
-    let upload = writes::parse_facts_body(name, &bytes).map_err(|e| fail(WriteError::Upload(e)))?;
-    let stored = store(uploads, settings, &upload, "facts")
-        .await
-        .map_err(fail)?;
-    let forwarding = forward(state, &upload, &stored).await;
-    let mut answer = stored_json(&upload, &stored);
-    forwarding.annotate(&mut answer);
+    let upload = writes::parse_facts_body(name, &bytes)
+        .map_err(|e| fail(Dialect::Pvc)(WriteError::Upload(e)))?;
+    let answer = accept_facts(state, uploads, settings, &upload, "facts", Dialect::Pvc).await?;
     Ok(HttpResponse::Ok().json(answer))
+}
+
+/// Stores parsed facts and passes them on to Foreman: the answer both fact
+/// endpoints start from.
+async fn accept_facts(
+    state: &AppState,
+    uploads: &Uploads,
+    settings: &WriteSettings,
+    upload: &FactUpload,
+    source: &str,
+    dialect: Dialect,
+) -> Result<serde_json::Value, Failure> {
+    let stored = store(uploads, settings, upload, source)
+        .await
+        .map_err(fail(dialect))?;
+    let forwarding = forward(state, upload, &stored).await;
+    let mut answer = stored_json(upload, &stored);
+    forwarding.annotate(&mut answer);
+    Ok(answer)
 }
 
 /// `POST /api/hosts/facts`. Foreman answers 201 with the host (`name`,
@@ -323,15 +337,18 @@ async fn foreman_facts(
     settings: web::Data<WriteSettings>,
     payload: web::Payload,
 ) -> Result<HttpResponse, Failure> {
-    let fail = fail(Dialect::Foreman);
     let bytes = body(&settings, payload, Dialect::Foreman).await?;
-    let upload = writes::parse_foreman_facts(&bytes).map_err(|e| fail(WriteError::Upload(e)))?;
-    let stored = store(&uploads, &settings, &upload, "foreman")
-        .await
-        .map_err(fail)?;
-    let forwarding = forward(&state, &upload, &stored).await;
-    let mut answer = stored_json(&upload, &stored);
-    forwarding.annotate(&mut answer);
+    let upload = writes::parse_foreman_facts(&bytes)
+        .map_err(|e| fail(Dialect::Foreman)(WriteError::Upload(e)))?;
+    let mut answer = accept_facts(
+        &state,
+        &uploads,
+        &settings,
+        &upload,
+        "foreman",
+        Dialect::Foreman,
+    )
+    .await?;
     answer["name"] = json!(upload.name);
     answer["certname"] = json!(upload.certname.as_str());
     answer["display_name"] = json!(upload.name);
