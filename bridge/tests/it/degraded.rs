@@ -11,9 +11,7 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use pvc_testkit::cluster::Cluster;
-
-use crate::support::{config_for, golden_enc, TestBridge};
+use crate::support::{config_for, golden_enc, private_cluster, TestBridge};
 
 /// Bound on every wait; far above what any step takes.
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -57,11 +55,7 @@ fn node(host: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_every_database_down_the_last_good_enc_is_served_stale_within_the_grace_period() {
-    let cluster = tokio::task::spawn_blocking(Cluster::start)
-        .await
-        .expect("join")
-        .expect("a cluster of our own");
-    let db = cluster.foreman_db("degraded").await.expect("database");
+    let (cluster, db) = private_cluster("degraded", false).await;
     let bridge_with = |grace: &'static str| {
         config_for(
             &db,

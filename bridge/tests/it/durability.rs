@@ -13,10 +13,9 @@ use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use pvc_testkit::cluster::{Cluster, TestDb};
 use serde_json::{json, Value};
 
-use crate::support::{config_for, golden_hosts, migrated_db, TestBridge};
+use crate::support::{config_for, golden_hosts, migrated_db, private_cluster, TestBridge};
 
 /// Bound on every wait; far above what any step takes.
 const PATIENCE: Duration = Duration::from_secs(120);
@@ -174,18 +173,6 @@ fn write_of(w: usize, seq: usize, agent_hosts: &[String]) -> (String, String, Se
     }
 }
 
-/// Migrates the pvc schema on `db` (of `cluster`), replayed by its replica.
-async fn migrate(cluster: &Cluster, db: &TestDb) {
-    // The migration needs no pool: one connection to the primary.
-    let client = pvc_testkit::cluster::connect(&db.primary_url)
-        .await
-        .expect("primary");
-    pvc_bridge::store::pvc::migrate(&client)
-        .await
-        .expect("migrate");
-    cluster.wait_replica_caught_up().await.expect("replica");
-}
-
 /// Waits, bounded by `PATIENCE`, until `done` says so.
 async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + PATIENCE;
@@ -216,15 +203,7 @@ async fn send(bridge: &TestBridge, path: &str, body: String) -> (u16, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_primary_stopped_in_a_load_of_writes_keeps_every_accepted_write_exactly_once() {
-    let cluster = tokio::task::spawn_blocking(Cluster::start)
-        .await
-        .expect("cluster task")
-        .expect("a private PostgreSQL cluster");
-    let db = cluster
-        .foreman_db("durability")
-        .await
-        .expect("foreman database");
-    migrate(&cluster, &db).await;
+    let (cluster, db) = private_cluster("durability", true).await;
     let spool = SpoolDir::new("stop");
     let config = config_for(
         &db,

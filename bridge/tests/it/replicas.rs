@@ -14,9 +14,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use pvc_bridge::config::{self, Config};
-use pvc_testkit::cluster::{Cluster, TestDb};
+use pvc_testkit::cluster::TestDb;
 
-use crate::support::{golden_hosts, TestBridge};
+use crate::support::{golden_hosts, private_cluster, TestBridge};
 
 /// Bound on every wait; far above what any step takes.
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -137,21 +137,10 @@ async fn more_answers(answers: &Mutex<Vec<Answered>>, n: usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_stopped_or_paused_under_load_fail_no_request_and_come_back() {
-    let cluster = tokio::task::spawn_blocking(Cluster::start)
-        .await
-        .expect("cluster task")
-        .expect("a private PostgreSQL cluster");
-    let db = cluster
-        .foreman_db("replicas")
-        .await
-        .expect("foreman database");
+    let (cluster, db) = private_cluster("replicas", true).await;
     let primary = pvc_testkit::cluster::connect(&db.primary_url)
         .await
         .expect("primary");
-    pvc_bridge::store::pvc::migrate(&primary)
-        .await
-        .expect("migrate");
-    cluster.wait_replica_caught_up().await.expect("replica");
 
     let config = config(&db, "faults");
     let bridge = Arc::new(TestBridge::start(config.clone()).await);
@@ -389,14 +378,7 @@ async fn reads_after_a_write_go_to_a_replica_that_replayed_it_else_the_primary()
     use pvc_bridge::store::health::HealthSettings;
     use pvc_bridge::store::{Db, PoolOptions, PoolRole};
 
-    let cluster = tokio::task::spawn_blocking(Cluster::start)
-        .await
-        .expect("cluster task")
-        .expect("a private PostgreSQL cluster");
-    let db = cluster
-        .foreman_db("replicas_fence")
-        .await
-        .expect("foreman database");
+    let (_cluster, db) = private_cluster("replicas_fence", false).await;
     let pools = Arc::new(
         Db::new(
             &db.primary_url,

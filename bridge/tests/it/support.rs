@@ -110,18 +110,34 @@ async fn unpack(response: reqwest::Response) -> (u16, String, String) {
 /// by the replica.
 pub async fn migrated_db(hint: &str) -> TestDb {
     let db = foreman_db(hint).await;
-    // The migration needs no pool: one connection to the primary.
+    migrate(cluster::shared(), &db).await;
+    db
+}
+
+/// A cluster of the test's own (its servers may be stopped and started)
+/// with a fresh Foreman database, migrated when `migrated`.
+pub async fn private_cluster(hint: &str, migrated: bool) -> (cluster::Cluster, TestDb) {
+    let cluster = tokio::task::spawn_blocking(cluster::Cluster::start)
+        .await
+        .expect("cluster task")
+        .expect("a private PostgreSQL cluster");
+    let db = cluster.foreman_db(hint).await.expect("foreman database");
+    if migrated {
+        migrate(&cluster, &db).await;
+    }
+    (cluster, db)
+}
+
+/// Migrates the pvc schema on `db` (of `cluster`), replayed by its replica.
+/// The migration needs no pool: one connection to the primary.
+pub async fn migrate(cluster: &cluster::Cluster, db: &TestDb) {
     let client = pvc_testkit::cluster::connect(&db.primary_url)
         .await
         .expect("primary");
     pvc_bridge::store::pvc::migrate(&client)
         .await
         .expect("migrate");
-    cluster::shared()
-        .wait_replica_caught_up()
-        .await
-        .expect("replica");
-    db
+    cluster.wait_replica_caught_up().await.expect("replica");
 }
 
 /// A fresh Foreman database for one test.
