@@ -47,8 +47,8 @@ CREATE INDEX outbox_due ON pvc.outbox (next_attempt, id) WHERE NOT dead;
 -- Every real change of a host, in order: its stable facts when their digest
 -- moved ('facts'), a run that changed resources ('run'). Never updated; the
 -- git audit trail is built from it and can be rebuilt from it. Per host, ids
--- follow commit order: both writers first lock the host's pvc.checkins row
--- (the 'touch' check-in) and hold it until they commit.
+-- follow commit order: both writers first take the host's transaction-level
+-- advisory lock (pvc.lock_host) and hold it until they commit.
 CREATE TABLE pvc.audit_events (
     id       bigserial PRIMARY KEY,
     certname text NOT NULL,
@@ -83,6 +83,14 @@ CREATE TABLE pvc.audit_state (
     repo_id   text NOT NULL,
     updated   timestamptz NOT NULL DEFAULT now()
 );
+
+-- Serialises one host's uploads for the rest of the transaction, writing
+-- nothing (an upsert would cost a row version per upload). The key is a
+-- hash: two hosts sharing one only wait for each other. Class "pvc\1" (the
+-- leader elections use "pvc\0").
+CREATE FUNCTION pvc.lock_host(p_certname text) RETURNS void
+    LANGUAGE sql
+    AS $$ SELECT pg_advisory_xact_lock(1886806785, hashtext(p_certname)) $$;
 
 CREATE FUNCTION pvc.audit(p_certname text, p_kind text, p_at timestamptz, p_body jsonb)
     RETURNS void
@@ -131,8 +139,8 @@ DECLARE
     v_enc    bytea := sha256(convert_to(p_enc, 'UTF8'));
     v_old    pvc.facts;
 BEGIN
-    -- The host's check-in row lock orders its audit events (see above).
-    PERFORM pvc.checkin(p_certname, v_at, 'touch');
+    -- Orders the host's audit events (see above).
+    PERFORM pvc.lock_host(p_certname);
     enc_changed := false;
     INSERT INTO pvc.facts (certname, host_name, facts, digest, enc_digest, source, received,
                            digest_changed)
@@ -194,7 +202,7 @@ DECLARE
     v_report jsonb := p_report::jsonb;
     v_digest bytea := sha256(convert_to(p_report, 'UTF8'));
 BEGIN
-    PERFORM pvc.checkin(p_certname, v_at, 'touch');
+    PERFORM pvc.lock_host(p_certname);
     INSERT INTO pvc.config_reports AS r (certname, digest, reported_at, received, report)
     VALUES (p_certname, v_digest, pvc.try_timestamptz(v_report->>'reported_at'), v_at, v_report)
     ON CONFLICT (certname, digest) DO NOTHING
@@ -217,26 +225,6 @@ BEGIN
         WHERE r.certname = p_certname AND r.digest = v_digest;
     END IF;
 END
-$$;
-
--- The check-in upsert of 0002 learns a third kind, 'touch': makes sure the
--- host's row exists (to lock it) without moving any time forward.
-CREATE OR REPLACE FUNCTION pvc.checkin(p_certname text, p_at timestamptz, p_kind text)
-    RETURNS void
-    LANGUAGE sql
-    AS $$
-    INSERT INTO pvc.checkins AS c (certname, facts_at, report_at, last_at)
-    VALUES (p_certname,
-            CASE WHEN p_kind = 'facts' THEN p_at END,
-            CASE WHEN p_kind = 'report' THEN p_at END,
-            p_at)
-    ON CONFLICT (certname) DO UPDATE SET
-        facts_at  = CASE WHEN p_kind = 'facts'
-                         THEN greatest(c.facts_at, p_at) ELSE c.facts_at END,
-        report_at = CASE WHEN p_kind = 'report'
-                         THEN greatest(c.report_at, p_at) ELSE c.report_at END,
-        last_at   = CASE WHEN p_kind = 'touch'
-                         THEN c.last_at ELSE greatest(c.last_at, p_at) END
 $$;
 
 -- Claims up to `p_limit` due rows for `p_owner` for `p_lease_ms`; with
