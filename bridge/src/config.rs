@@ -69,6 +69,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub audit: AuditConfig,
     #[serde(default)]
+    pub changes: ChangesConfig,
+    #[serde(default)]
     pub tls: TlsRaw,
 }
 
@@ -415,6 +417,45 @@ impl Default for AuditConfig {
     }
 }
 
+/// The change feed (`[changes]`): following `pvc.changes` to drop exactly
+/// the cached entries a change in Foreman affects.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ChangesConfig {
+    /// Follow the feed. Off: caches only expire (`cache.ttl_secs`).
+    pub enabled: bool,
+    /// How often the feed is read.
+    pub poll_ms: u64,
+    /// Rows read at most per read.
+    pub batch: i64,
+    /// Rows read again at start, to catch transactions still running then.
+    pub start_window: i64,
+    /// Rows are kept this long (a bridge away longer flushes its caches).
+    pub keep_secs: u64,
+    /// How often a bridge prunes older rows.
+    pub prune_every_secs: u64,
+    /// The role `migrate` makes owner of the trigger function (it may only
+    /// insert into `pvc.changes`); created when missing.
+    pub owner_role: String,
+    /// The `/host` directory is rebuilt at most this often for changes.
+    pub directory_min_interval_ms: u64,
+}
+
+impl Default for ChangesConfig {
+    fn default() -> Self {
+        ChangesConfig {
+            enabled: true,
+            poll_ms: 200,
+            batch: 5000,
+            start_window: 10_000,
+            keep_secs: 3600,
+            prune_every_secs: 60,
+            owner_role: "pvc_changes".into(),
+            directory_min_interval_ms: 2000,
+        }
+    }
+}
+
 /// HTTPS (`[tls]`); without it the bridge serves plain HTTP.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -633,6 +674,7 @@ pub struct Config {
     /// `None`: no forwarding (no `foreman.url`, or `forward.enabled` off).
     pub forward: Option<ForwardSettings>,
     pub audit: AuditConfig,
+    pub changes: ChangesConfig,
     /// `None`: plain HTTP.
     pub tls: Option<TlsSettings>,
 }
@@ -672,6 +714,9 @@ pub struct SchedulerSettings {
     pub flag_prefix: String,
     pub default_pool: String,
     pub hosts_refresh: Duration,
+    /// Directory rebuilds for changes seen in the feed are at least this
+    /// far apart (`changes.directory_min_interval_ms`).
+    pub directory_min_interval: Duration,
     pub status_poll: Duration,
     pub status_timeout: Duration,
     pub status_ca_file: Option<PathBuf>,
@@ -834,7 +879,8 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             raw.log.level
         ));
     }
-    let scheduler = validate_scheduler(&raw.scheduler, &mut errors);
+    let mut scheduler = validate_scheduler(&raw.scheduler, &mut errors);
+    scheduler.directory_min_interval = Duration::from_millis(raw.changes.directory_min_interval_ms);
     let writes = validate_writes(&raw.writes, &mut errors);
     let forward = validate_forward(&raw.forward, &foreman, foreman_url.is_some(), &mut errors);
     if raw.audit.batch == 0 {
@@ -843,6 +889,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     if !(raw.audit.every_secs.is_finite() && raw.audit.every_secs > 0.0) {
         errors.push("audit.every_secs: must be a positive number of seconds".into());
     }
+    validate_changes(&raw.changes, &mut errors);
     for (key, path) in [
         ("foreman.ssl_cert", &foreman.ssl_cert),
         ("foreman.ssl_key", &foreman.ssl_key),
@@ -888,8 +935,33 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             repo: raw.audit.repo.filter(|p| !p.as_os_str().is_empty()),
             ..raw.audit
         },
+        changes: raw.changes,
         tls,
     })
+}
+
+fn validate_changes(raw: &ChangesConfig, errors: &mut Vec<String>) {
+    if raw.poll_ms == 0 {
+        errors.push("changes.poll_ms: must be at least 1".into());
+    }
+    if raw.batch < 1 {
+        errors.push("changes.batch: must be at least 1".into());
+    }
+    if raw.start_window < 0 {
+        errors.push("changes.start_window: must not be negative".into());
+    }
+    if raw.keep_secs < 60 {
+        errors.push("changes.keep_secs: must be at least 60".into());
+    }
+    if raw.prune_every_secs == 0 {
+        errors.push("changes.prune_every_secs: must be at least 1".into());
+    }
+    if !crate::store::pvc::changes::valid_role(&raw.owner_role) {
+        errors.push(format!(
+            "changes.owner_role: {:?} is not a lowercase SQL identifier ([a-z_][a-z0-9_]*, at most 63 bytes)",
+            raw.owner_role
+        ));
+    }
 }
 
 /// `None` when no `[tls]` key is set (plain HTTP). The files are read and
@@ -1130,6 +1202,9 @@ fn validate_scheduler(raw: &SchedulerRaw, errors: &mut Vec<String>) -> Scheduler
         flag_prefix: raw.flag_prefix.clone(),
         default_pool: raw.default_pool.trim().to_owned(),
         hosts_refresh: Duration::from_secs(raw.hosts_refresh_secs.max(1)),
+        directory_min_interval: Duration::from_millis(
+            ChangesConfig::default().directory_min_interval_ms,
+        ),
         status_poll: secs(raw.status_poll_secs),
         status_timeout: secs(raw.status_timeout_secs),
         status_ca_file: raw.status_ca_file.clone(),

@@ -13,6 +13,7 @@ pub mod answer;
 pub mod audit;
 pub mod cache;
 pub mod certname;
+pub mod changes;
 pub mod config;
 pub mod enc;
 pub mod foreman;
@@ -50,6 +51,8 @@ pub struct Bridge {
     pub uploads: Arc<writes::Uploads>,
     /// `None` without `foreman.url` (or with `forward.enabled` off).
     pub forwarder: Option<Arc<forward::Forwarder>>,
+    /// `None` with `changes.enabled` off.
+    pub feed: Option<Arc<changes::feed::ChangeFeed>>,
 }
 
 impl Bridge {
@@ -79,6 +82,14 @@ impl Bridge {
             ))),
             _ => None,
         };
+        let feed = config.changes.enabled.then(|| {
+            changes::feed::ChangeFeed::new(
+                Arc::clone(&db),
+                Arc::clone(&enc),
+                Some(Arc::clone(&runs)),
+                config.changes.clone(),
+            )
+        });
         Ok(Bridge {
             db,
             enc,
@@ -87,6 +98,7 @@ impl Bridge {
             writes: Arc::new(config.writes.clone()),
             uploads,
             forwarder,
+            feed,
         })
     }
 
@@ -97,6 +109,9 @@ impl Bridge {
         self.db.start_monitor(config.replica_health.clone());
         self.runs.start()?;
         self.uploads.start();
+        if let Some(feed) = &self.feed {
+            feed.spawn();
+        }
         if let Some(forwarder) = &self.forwarder {
             let leadership = leader::Leadership::spawn(
                 &config.database_primary,
@@ -198,6 +213,7 @@ fn start(
         db: Arc::clone(&bridge.db),
         runs: Arc::clone(&bridge.runs),
         forward: bridge.forwarder.clone(),
+        feed: bridge.feed.clone(),
     });
     let max_body = bridge.runs.max_report_bytes();
     let writes = actix_web::web::Data::from(Arc::clone(&bridge.writes));

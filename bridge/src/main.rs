@@ -32,8 +32,19 @@ enum Command {
     Node { certname: String },
     /// Validate the configuration and exit.
     CheckConfig,
-    /// Install or upgrade the bridge's own schema (`pvc`) on the primary.
-    Migrate,
+    /// Install or upgrade the bridge's own schema (`pvc`) and the change
+    /// feed's triggers on Foreman's tables, on the primary.
+    Migrate {
+        /// Remove everything the bridge installed instead: the triggers,
+        /// the `pvc` schema (leases, stored facts, the outbox, the feed)
+        /// and the feed's owner role.
+        #[arg(long)]
+        uninstall: bool,
+        /// With --uninstall: even when the outbox still holds items Foreman
+        /// has not been sent.
+        #[arg(long, requires = "uninstall")]
+        force: bool,
+    },
     /// Why a host gets the decision it gets now, from a running bridge.
     Explain {
         certname: String,
@@ -92,9 +103,13 @@ fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
         }
         Command::Serve => actix_web::rt::System::new().block_on(serve(config)),
         Command::Simulate(_) => unreachable!("handled before the configuration is read"),
-        Command::Migrate => {
+        Command::Migrate { uninstall, force } => {
             let runtime = tokio::runtime::Runtime::new().context("starting tokio")?;
-            runtime.block_on(migrate(config))
+            if uninstall {
+                runtime.block_on(uninstall_all(config, force))
+            } else {
+                runtime.block_on(migrate(config))
+            }
         }
         Command::Explain { certname, url } => {
             let runtime = tokio::runtime::Runtime::new().context("starting tokio")?;
@@ -162,7 +177,7 @@ async fn migrate(config: Config) -> anyhow::Result<ExitCode> {
         .write()
         .await
         .context("connecting to the primary")?;
-    let migrated = pvc_bridge::store::pvc::migrate(&client)
+    let migrated = pvc_bridge::store::pvc::migrate_with(&client, &config.changes.owner_role)
         .await
         .context("migrating the pvc schema")?;
     if migrated.applied.is_empty() {
@@ -172,6 +187,73 @@ async fn migrate(config: Config) -> anyhow::Result<ExitCode> {
             "pvc schema migrated to version {} (applied {:?})",
             migrated.current, migrated.applied
         );
+    }
+    let changes = &migrated.changes;
+    println!(
+        "change feed: triggers on {} tables, function owned by role {}",
+        changes.tables.len(),
+        config.changes.owner_role
+    );
+    if !changes.removed.is_empty() {
+        println!(
+            "change feed: triggers removed from {}",
+            changes.removed.join(", ")
+        );
+    }
+    if !changes.missing_tables.is_empty() {
+        println!(
+            "change feed: not in this database (not watched): {}",
+            changes.missing_tables.join(", ")
+        );
+    }
+    if !changes.missing_columns.is_empty() {
+        // Foreman's writes are safe (the trigger is generic), but the
+        // bridge reads these columns: a Foreman newer than this bridge.
+        println!(
+            "WARNING: columns the bridge reads are missing (a Foreman upgrade renamed them?): {}",
+            changes.missing_columns.join(", ")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn uninstall_all(config: Config, force: bool) -> anyhow::Result<ExitCode> {
+    use pvc_bridge::store::pvc::changes;
+    let bridge = Bridge::new(&config)?;
+    let client = bridge
+        .db
+        .write()
+        .await
+        .context("connecting to the primary")?;
+    let pending = changes::pending_outbox(&client)
+        .await
+        .context("counting the outbox")?;
+    if pending > 0 && !force {
+        eprintln!(
+            "pvc-bridge: the outbox holds {pending} items Foreman has not been sent; \
+             wait for it to empty (pvc_bridge_outbox_items) or pass --force to drop them"
+        );
+        return Ok(ExitCode::from(1));
+    }
+    let removed = changes::uninstall(&client, &config.changes.owner_role)
+        .await
+        .context("uninstalling")?;
+    println!("change feed triggers removed: {}", removed.triggers.len());
+    println!(
+        "schema pvc: {}",
+        if removed.schema {
+            "dropped"
+        } else {
+            "was not there"
+        }
+    );
+    match &removed.role {
+        None => println!("role {}: was not there", config.changes.owner_role),
+        Some(Ok(())) => println!("role {}: dropped", config.changes.owner_role),
+        Some(Err(reason)) => println!(
+            "role {}: kept ({reason}); drop it once no database uses it",
+            config.changes.owner_role
+        ),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -16,8 +16,13 @@
 //!
 //! When no database answers, a host's last good document is served marked
 //! stale for up to `cache.stale_grace_secs` past its TTL (`stale`).
+//!
+//! Every document and layer records what it was built from (`Dep`s). The
+//! change feed (`changes`) calls [`EncService::changed`]: exactly the
+//! entries built from what changed are dropped, and none is cached again
+//! from a server that has not replayed the change (`gates`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -32,10 +37,15 @@ use crate::enc::model::{HostInput, PuppetHostFacet};
 use crate::enc::{self, Unsupported};
 use crate::foreman::{EncAnswer, ForemanClient, ForemanError};
 
+mod gates;
 mod layers;
 mod stale;
+use crate::changes::tables::{Affects, Dep};
 use crate::store::foreman::{self as rows, ReadError, SettingsOverrides};
+use crate::store::health::format_lsn;
 use crate::store::{Db, StoreError};
+pub use gates::Gates;
+use layers::At;
 use layers::Layers;
 use stale::Keeper;
 
@@ -110,6 +120,47 @@ pub enum EncError {
     },
     #[error(transparent)]
     Shared(Arc<EncError>),
+    /// Loaded from rows older than a change seen in the feed meanwhile; the
+    /// load is repeated on a server at or past this WAL position.
+    #[error("the data changed while it was being read (loading again past {})", format_lsn(*.0))]
+    Superseded(u64),
+}
+
+impl EncError {
+    /// The position to load again past, when this is [`EncError::Superseded`].
+    fn superseded(&self) -> Option<u64> {
+        match self {
+            EncError::Superseded(position) => Some(*position),
+            EncError::Shared(inner) => inner.superseded(),
+            _ => None,
+        }
+    }
+}
+
+/// A cached document and what it was built from.
+#[derive(Clone, Debug)]
+struct Cached {
+    doc: Doc,
+    deps: Arc<[Dep]>,
+}
+
+impl Cached {
+    fn weight(&self, key: &str) -> u32 {
+        let deps = self.deps.len() * std::mem::size_of::<Dep>();
+        self.doc
+            .weight(key)
+            .saturating_add(u32::try_from(deps).unwrap_or(u32::MAX))
+    }
+}
+
+/// Where a load reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    /// Any usable replica.
+    Any,
+    /// A server that has replayed this WAL position.
+    After(u64),
+    Primary,
 }
 
 /// Counters for `/metrics` and tests.
@@ -123,6 +174,12 @@ pub struct EncStats {
     pub foreman_fallbacks: AtomicU64,
     /// Answers served stale because no database answered.
     pub stale_served: AtomicU64,
+    /// Loads repeated because the feed showed a change newer than the rows
+    /// they had read.
+    pub superseded_loads: AtomicU64,
+    /// Invalidations by the change feed: targeted ones, and everything.
+    pub changes_targeted: AtomicU64,
+    pub changes_everything: AtomicU64,
     /// Unsupported constructs seen, by label.
     pub unsupported: Mutex<HashMap<&'static str, u64>>,
 }
@@ -134,9 +191,9 @@ struct DocExpiry {
     stale_limit: Duration,
 }
 
-impl Expiry<String, Doc> for DocExpiry {
-    fn expire_after_create(&self, _key: &String, value: &Doc, now: Instant) -> Option<Duration> {
-        Some(match value {
+impl Expiry<String, Cached> for DocExpiry {
+    fn expire_after_create(&self, _key: &String, value: &Cached, now: Instant) -> Option<Duration> {
+        Some(match &value.doc {
             Doc::NotFound => self.not_found_ttl,
             Doc::Stale { loaded, .. } => stale::retry_after(*loaded, self.stale_limit, now),
             Doc::Computed(_) | Doc::Foreman { .. } => self.ttl,
@@ -147,7 +204,8 @@ impl Expiry<String, Doc> for DocExpiry {
 pub struct EncService {
     db: Arc<Db>,
     foreman: Option<Arc<ForemanClient>>,
-    docs: Cache<String, Doc>,
+    docs: Cache<String, Cached>,
+    gates: Arc<Gates>,
     /// Names whose data changed by a write this bridge made (Foreman's
     /// import of their facts), with the primary's WAL position after it:
     /// their next loads read a replica that has replayed it, or the primary.
@@ -174,15 +232,18 @@ impl EncService {
         );
         let docs = Cache::builder()
             .max_capacity(config.max_bytes)
-            .weigher(|key: &String, doc: &Doc| doc.weight(key))
+            .weigher(|key: &String, cached: &Cached| cached.weight(key))
             .expire_after(DocExpiry {
                 ttl,
                 not_found_ttl: Duration::from_secs(config.not_found_ttl_secs),
                 stale_limit: keeper.as_ref().map_or(ttl, Keeper::limit),
             })
+            .support_invalidation_closures()
             .build();
+        let gates = Arc::new(Gates::default());
         let layers = Layers::new(
             Arc::clone(&db),
+            Arc::clone(&gates),
             overrides,
             Duration::from_secs(config.layer_ttl_secs),
         );
@@ -190,6 +251,7 @@ impl EncService {
             db,
             foreman,
             docs,
+            gates,
             // Long enough for any replica that is in use at all to replay.
             fences: Cache::builder()
                 .max_capacity(100_000)
@@ -207,10 +269,10 @@ impl EncService {
     /// A [`Doc::Stale`] answer means no database answered; see `stale`.
     pub async fn document(self: &Arc<Self>, name: &str) -> Result<Doc, Arc<EncError>> {
         let doc = match self.docs.get(name).await {
-            Some(doc) => {
+            Some(cached) => {
                 self.stats.hits.fetch_add(1, Ordering::Relaxed);
-                self.maybe_refresh(name, &doc);
-                doc
+                self.maybe_refresh(name, &cached.doc);
+                cached.doc
             }
             None => {
                 self.stats.misses.fetch_add(1, Ordering::Relaxed);
@@ -224,6 +286,7 @@ impl EncService {
                         Box::pin(async move { this.load_or_stale(&owned).await }),
                     )
                     .await?
+                    .doc
             }
         };
         if matches!(doc, Doc::Stale { .. }) {
@@ -260,6 +323,42 @@ impl EncService {
                 .await;
             self.docs.invalidate(*name).await;
         }
+    }
+
+    /// The change feed saw changes up to WAL position `position`: drops the
+    /// documents and layers built from what they affect, and keeps them
+    /// from being cached again from older data. Everything is dropped for a
+    /// global change; the documents are then loaded again one by one as
+    /// puppetservers ask for them (bounded by the pool size), the shared
+    /// layers once.
+    pub fn changed(&self, affects: &Affects, position: u64) {
+        match affects {
+            Affects::All => {
+                self.gates.raise_all(position);
+                self.docs.invalidate_all();
+                self.layers.invalidate_all();
+                self.stats
+                    .changes_everything
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            Affects::Some(deps) => {
+                self.gates.raise(deps, position, Instant::now());
+                let deps: Arc<HashSet<Dep>> = Arc::new(deps.iter().cloned().collect());
+                self.layers.invalidate(Arc::clone(&deps));
+                let matched = self.docs.invalidate_entries_if(move |_, cached| {
+                    cached.deps.iter().any(|dep| deps.contains(dep))
+                });
+                if matched.is_err() {
+                    self.docs.invalidate_all();
+                }
+                self.stats.changes_targeted.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Forgets gates older than any load (called by the feed now and then).
+    pub fn prune_gates(&self) {
+        self.gates.prune(Instant::now());
     }
 
     /// Drops every cached document and layer, then loads the global layers
@@ -317,11 +416,11 @@ impl EncService {
         let refreshing = Arc::clone(refreshing);
         tokio::spawn(async move {
             match Box::pin(this.load(&name)).await {
-                Ok(doc) => {
+                Ok(cached) => {
                     if let Some(keeper) = &this.keeper {
-                        keeper.keep(&name, &doc).await;
+                        keeper.keep(&name, &cached.doc).await;
                     }
-                    this.docs.insert(name, doc).await
+                    this.docs.insert(name, cached).await
                 }
                 Err(error) => {
                     // Keep serving the old document; try again on a later hit.
@@ -334,7 +433,7 @@ impl EncService {
 
     /// Loads `name`; when no database answers, its last good document
     /// instead (within the grace period), marked stale.
-    async fn load_or_stale(&self, name: &str) -> Result<Doc, EncError> {
+    async fn load_or_stale(&self, name: &str) -> Result<Cached, EncError> {
         let loaded = match self.load(name).await {
             // The connection went away mid-load (a replica stopping ends
             // its sessions one by one, so another pooled connection to it
@@ -343,16 +442,16 @@ impl EncService {
             // tried every server for that.
             Err(error) if stale::lost_mid_load(&error) => {
                 tracing::info!(host.certname = %name, %error, "connection lost while loading an ENC, loading it again from the primary");
-                self.load_from(name, true).await
+                self.load_gated(name, Route::Primary).await
             }
             other => other,
         };
         let error = match loaded {
-            Ok(doc) => {
+            Ok(cached) => {
                 if let Some(keeper) = &self.keeper {
-                    keeper.keep(name, &doc).await;
+                    keeper.keep(name, &cached.doc).await;
                 }
-                return Ok(doc);
+                return Ok(cached);
             }
             Err(error) => error,
         };
@@ -370,17 +469,73 @@ impl EncService {
             tracing::warn!(host.certname = %name, age_secs, %error,
                 "no database answers: serving the last good ENC, marked stale");
         }
-        Ok(doc)
+        Ok(Cached {
+            doc,
+            deps: Arc::from([Dep::HostName(name.to_owned())]),
+        })
     }
 
-    async fn load(&self, name: &str) -> Result<Doc, EncError> {
-        self.load_from(name, false).await
+    /// Where the next load of `name` must read: past its fence (a write of
+    /// this bridge), past a gate on its name and past every global gate.
+    async fn route(&self, name: &str) -> Route {
+        let fence = self
+            .fences
+            .get(name)
+            .await
+            .and_then(|lsn| crate::store::health::parse_lsn(&lsn))
+            .unwrap_or(0);
+        let need = fence.max(self.gates.required(&[Dep::HostName(name.to_owned())]));
+        if need > 0 {
+            Route::After(need)
+        } else {
+            Route::Any
+        }
     }
 
-    async fn load_from(&self, name: &str, primary: bool) -> Result<Doc, EncError> {
+    async fn load(&self, name: &str) -> Result<Cached, EncError> {
+        let route = self.route(name).await;
+        self.load_gated(name, route).await
+    }
+
+    /// Loads `name` until the rows read are at least as new as every change
+    /// the feed has shown for what the document is built from: again past
+    /// the newest such change, then from the primary.
+    async fn load_gated(&self, name: &str, mut route: Route) -> Result<Cached, EncError> {
+        const ATTEMPTS: usize = 5;
+        let mut last = None;
+        for _ in 0..ATTEMPTS {
+            let need = match self.load_from(name, route).await {
+                Ok((cached, lsn)) => {
+                    let need = self.gates.required(&cached.deps);
+                    if lsn >= need {
+                        return Ok(cached);
+                    }
+                    need
+                }
+                Err(error) => match error.superseded() {
+                    Some(need) => need,
+                    None => return Err(error),
+                },
+            };
+            self.stats.superseded_loads.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(host.certname = %name, past = %format_lsn(need), "loaded from rows older than a change; loading again");
+            last = Some(need);
+            route = match route {
+                Route::Any => Route::After(need),
+                Route::After(_) | Route::Primary => Route::Primary,
+            };
+        }
+        Err(EncError::Superseded(last.unwrap_or_default()))
+    }
+
+    /// One load: the document, what it was built from, and the position the
+    /// server had replayed before the first row was read.
+    async fn load_from(&self, name: &str, route: Route) -> Result<(Cached, u64), EncError> {
         self.stats.loads.fetch_add(1, Ordering::Relaxed);
-        match self.compute(name, primary).await? {
-            Computed::Doc(doc) => Ok(doc),
+        let (computed, deps, lsn) = self.compute(name, route).await?;
+        let deps: Arc<[Dep]> = deps.into();
+        let doc = match computed {
+            Computed::Doc(doc) => doc,
             Computed::Unsupported(host_name, reason) => {
                 {
                     let mut seen = self.stats.unsupported.lock().expect("stats lock");
@@ -392,31 +547,46 @@ impl EncService {
                 };
                 tracing::info!(host.certname = %name, reason = %reason, "fetching ENC from Foreman");
                 self.stats.foreman_fallbacks.fetch_add(1, Ordering::Relaxed);
+                // Foreman renders from its own database, at least as new as
+                // the rows read here.
                 match foreman.fetch_enc(&host_name).await {
-                    Ok(EncAnswer::Found(body)) => Ok(Doc::Foreman {
+                    Ok(EncAnswer::Found(body)) => Doc::Foreman {
                         body: stored(body),
                         fetched: Instant::now(),
                         refreshing: Arc::new(AtomicBool::new(false)),
-                    }),
-                    Ok(EncAnswer::NotFound) => Ok(Doc::NotFound),
-                    Err(error) => Err(EncError::Foreman { reason, error }),
+                    },
+                    Ok(EncAnswer::NotFound) => Doc::NotFound,
+                    Err(error) => return Err(EncError::Foreman { reason, error }),
                 }
             }
-        }
+        };
+        Ok((Cached { doc, deps }, lsn))
     }
 
-    async fn compute(&self, name: &str, primary: bool) -> Result<Computed, EncError> {
+    async fn compute(
+        &self,
+        name: &str,
+        route: Route,
+    ) -> Result<(Computed, Vec<Dep>, u64), EncError> {
         let layers = &self.layers;
-        let (client, _role) = match self.fences.get(name).await {
-            _ if primary => (self.db.write().await?, crate::store::PoolRole::Primary),
-            Some(lsn) => self.db.read_after(&lsn).await?,
-            None => self.db.read().await?,
+        let (client, _role) = match route {
+            Route::Primary => (self.db.write().await?, crate::store::PoolRole::Primary),
+            Route::After(lsn) => self.db.read_after(&format_lsn(lsn)).await?,
+            Route::Any => self.db.read().await?,
         };
-        let Some(host) = rows::find_host(&client, name).await? else {
-            return Ok(Computed::Doc(Doc::NotFound));
+        // The position first: the statements after it see at least its data.
+        let (lsn, host) =
+            futures::try_join!(rows::read_position(&client), rows::find_host(&client, name))?;
+        let mut deps = vec![Dep::HostName(name.to_owned())];
+        let Some(host) = host else {
+            return Ok((Computed::Doc(Doc::NotFound), deps, lsn));
+        };
+        let at = At {
+            client: &client,
+            lsn,
         };
         let (globals, assignments) =
-            futures::try_join!(layers.globals(&client), layers.config_groups(&client))?;
+            futures::try_join!(layers.globals(at), layers.config_groups(at))?;
         // One round trip: the host's own rows and every layer it names.
         let (parts, hostgroup_path, (organization_path, location_path), os, proxies, owner, env) =
             futures::try_join!(
@@ -425,30 +595,33 @@ impl EncService {
                         .await
                         .map_err(EncError::from)
                 },
-                layers.hostgroup_path(&client, host.hostgroup_id),
+                layers.hostgroup_path(at, host.hostgroup_id),
                 async {
                     futures::try_join!(
-                        layers.taxonomy_path(&client, host.organization_id),
-                        layers.taxonomy_path(&client, host.location_id),
+                        layers.taxonomy_path(at, host.organization_id),
+                        layers.taxonomy_path(at, host.location_id),
                     )
                 },
-                layers.os(&client, host.operatingsystem_id),
+                layers.os(at, host.operatingsystem_id),
                 async {
                     futures::try_join!(
-                        layers.proxy(&client, host.puppet_proxy_id),
-                        layers.proxy(&client, host.puppet_ca_proxy_id),
+                        layers.proxy(at, host.puppet_proxy_id),
+                        layers.proxy(at, host.puppet_ca_proxy_id),
                     )
                 },
-                layers.owner(&client, host.owner),
-                layers.env(&client, host.environment_id),
+                layers.owner(at, host.owner),
+                layers.env(at, host.environment_id),
             )?;
         let (puppet_proxy, ca_proxy) = proxies;
+        deps.extend(host_deps(&host, &parts, &hostgroup_path));
+        deps.extend(organization_path.iter().map(|t| Dep::Taxonomy(t.id)));
+        deps.extend(location_path.iter().map(|t| Dep::Taxonomy(t.id)));
         // The interfaces' subnets and domains, all at once (usually cached).
         let nic_layers = futures::future::try_join_all(parts.nics.iter().map(|row| async {
             futures::try_join!(
-                layers.subnet(&client, row.subnet_id),
-                layers.subnet(&client, row.subnet6_id),
-                layers.domain(&client, row.domain_id),
+                layers.subnet(at, row.subnet_id),
+                layers.subnet(at, row.subnet6_id),
+                layers.domain(at, row.domain_id),
             )
         }))
         .await?;
@@ -490,14 +663,16 @@ impl EncService {
             puppet_proxy,
             puppet_ca_proxy: ca_proxy,
         };
-        let unsupported = |reason| Ok(Computed::Unsupported(host_name.clone(), reason));
+        let unsupported =
+            |reason, deps| Ok((Computed::Unsupported(host_name.clone(), reason), deps, lsn));
         let prepared = match Prepared::new(&input) {
             Ok(prepared) => prepared,
-            Err(reason) => return unsupported(reason),
+            Err(reason) => return unsupported(reason, deps),
         };
+        deps.extend(prepared.key_ids().into_iter().map(Dep::LookupKey));
         let fact_names = match prepared.fact_names() {
             Ok(names) => names,
-            Err(reason) => return unsupported(reason),
+            Err(reason) => return unsupported(reason, deps),
         };
         let facts = if fact_names.is_empty() {
             HashMap::new()
@@ -506,14 +681,60 @@ impl EncService {
         };
         let matches = match prepared.matches(&facts) {
             Ok(matches) => matches,
-            Err(reason) => return unsupported(reason),
+            Err(reason) => return unsupported(reason, deps),
         };
         let values = rows::load_lookup_values(&client, &prepared.key_ids(), &matches).await?;
         match prepared.finish(&values) {
-            Ok(info) => Ok(Computed::Doc(Doc::Computed(stored(enc::to_yaml(info))))),
-            Err(reason) => unsupported(reason),
+            Ok(info) => Ok((
+                Computed::Doc(Doc::Computed(stored(enc::to_yaml(info)))),
+                deps,
+                lsn,
+            )),
+            Err(reason) => unsupported(reason, deps),
         }
     }
+}
+
+/// What a host's document is built from besides its taxonomies and lookup
+/// keys: its own rows, its hostgroup chain, the layers its row names, and
+/// the global ones.
+fn host_deps(
+    host: &crate::enc::model::HostRow,
+    parts: &rows::HostParts,
+    hostgroup_path: &[Arc<crate::enc::model::Hostgroup>],
+) -> Vec<Dep> {
+    let mut deps = vec![
+        Dep::Host(host.id),
+        Dep::HostName(host.name.clone()),
+        Dep::ConfigGroups,
+    ];
+    deps.extend(host.certname.clone().map(Dep::HostName));
+    deps.extend(parts.facet.as_ref().map(|facet| Dep::HostFacet(facet.id)));
+    for hostgroup in hostgroup_path {
+        deps.push(Dep::Hostgroup(hostgroup.id));
+        deps.extend(
+            hostgroup
+                .puppet
+                .as_ref()
+                .map(|f| Dep::HostgroupFacet(f.facet_id)),
+        );
+    }
+    deps.extend(host.hostgroup_id.map(Dep::Hostgroup));
+    deps.extend(host.operatingsystem_id.map(Dep::Os));
+    deps.extend(host.puppet_proxy_id.map(Dep::Proxy));
+    deps.extend(host.puppet_ca_proxy_id.map(Dep::Proxy));
+    deps.extend(host.environment_id.map(Dep::Env));
+    if host.owner.is_some() {
+        deps.push(Dep::Users);
+    }
+    for nic in &parts.nics {
+        deps.extend(nic.subnet_id.map(Dep::Subnet));
+        deps.extend(nic.subnet6_id.map(Dep::Subnet));
+        deps.extend(nic.domain_id.map(Dep::Domain));
+    }
+    deps.sort();
+    deps.dedup();
+    deps
 }
 
 /// A body as it is kept in the cache: without the spare capacity the

@@ -144,6 +144,7 @@ pub fn no_database_answers(error: &EncError) -> bool {
         EncError::Read(ReadError::BadData { .. }) => false,
         EncError::NeedsForeman(_) | EncError::Foreman { .. } => false,
         EncError::Shared(inner) => no_database_answers(inner),
+        EncError::Superseded(_) => false,
     }
 }
 

@@ -145,6 +145,10 @@ pub struct RunService {
     foreign_runs: Mutex<OwnRuns>,
     clock: Clock,
     loaded: AtomicBool,
+    /// The change feed saw a change of the directory's tables at this WAL
+    /// position (0: none pending): rebuild from a server past it.
+    directory_gate: std::sync::atomic::AtomicU64,
+    directory_wake: tokio::sync::Notify,
     pub stats: RunStats,
 }
 
@@ -176,6 +180,8 @@ impl RunService {
             },
             scheduler: Mutex::new(scheduler),
             directory: RwLock::new(Arc::new(HostDirectory::default())),
+            directory_gate: std::sync::atomic::AtomicU64::new(0),
+            directory_wake: tokio::sync::Notify::new(),
             extra: RwLock::new(HashMap::new()),
             own_runs: Mutex::new(OwnRuns::default()),
             fingerprint: Mutex::new((String::new(), 0)),
@@ -261,10 +267,29 @@ impl RunService {
                 if let Err(error) = this.sync_clock().await {
                     tracing::warn!(error = %format!("{error:#}"), "cannot read the database clock");
                 }
-                if let Err(error) = this.refresh_if_changed().await {
+                let gate = this.directory_gate.swap(0, Ordering::AcqRel);
+                let refreshed = if gate > 0 {
+                    this.refresh_directory_after(gate).await
+                } else {
+                    this.refresh_if_changed().await
+                };
+                if let Err(error) = refreshed {
+                    if gate > 0 {
+                        // Keep the change for the next round.
+                        this.directory_gate.fetch_max(gate, Ordering::AcqRel);
+                    }
                     tracing::warn!(error = %format!("{error:#}"), "host directory refresh failed; keeping the previous one");
                 }
-                tokio::time::sleep(this.settings.hosts_refresh).await;
+                // A change wakes the loop early, but rebuilds are spaced by
+                // `changes.directory_min_interval_ms` (a 100K-host rebuild
+                // costs about a second of CPU).
+                let min_gap = this.settings.directory_min_interval;
+                tokio::select! {
+                    _ = tokio::time::sleep(this.settings.hosts_refresh) => {}
+                    _ = this.directory_wake.notified() => {
+                        tokio::time::sleep(min_gap).await;
+                    }
+                }
             }
         });
         let this = Arc::clone(self);
@@ -351,6 +376,22 @@ impl RunService {
         let received = self.clock.local();
         self.clock.set(db_now, sent, received);
         Ok(())
+    }
+
+    /// The change feed saw a change of a table the directory is built from
+    /// at WAL position `position`: the directory is rebuilt soon, from a
+    /// server that has replayed it.
+    pub fn directory_changed(&self, position: u64) {
+        self.directory_gate.fetch_max(position, Ordering::AcqRel);
+        self.directory_wake.notify_one();
+    }
+
+    async fn refresh_directory_after(&self, position: u64) -> anyhow::Result<()> {
+        let lsn = crate::store::health::format_lsn(position);
+        let (client, _) = self.db.read_after(&lsn).await?;
+        let fingerprint = crate::store::host_params::fingerprint(&client).await?;
+        self.load_directory(&client, fingerprint).await?;
+        self.refresh_converges().await
     }
 
     /// Re-reads every host's scheduling facts from a replica.

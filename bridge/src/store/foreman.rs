@@ -71,6 +71,24 @@ async fn query_opt(
     client.query_opt(&statement, args).await
 }
 
+/// The WAL position this connection's server has: replayed (a replica) or
+/// written (the primary). Every later statement on the connection sees at
+/// least the data of that position.
+pub async fn read_position(client: &Client) -> Result<u64> {
+    let row = query_opt(
+        client,
+        "SELECT (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() \
+                 ELSE pg_current_wal_lsn() END)::text",
+        &[],
+    )
+    .await?;
+    let text: Option<String> = row.and_then(|row| row.get(0));
+    Ok(text
+        .as_deref()
+        .and_then(crate::store::health::parse_lsn)
+        .unwrap_or(0))
+}
+
 /// Foreman's YAML column coder: text not starting with `---` is a plain
 /// string (rows older than typed parameters), NULL is nil.
 pub fn decode_yaml_column(text: Option<&str>, what: &str) -> Result<Value> {

@@ -191,6 +191,22 @@ impl Router {
         self.replicas[i].replay_lsn
     }
 
+    /// A read on replica `i` saw it at replay position `lsn` (positions only
+    /// move forward: an older one is ignored).
+    pub fn observe_replay(&mut self, i: usize, lsn: u64) {
+        let r = &mut self.replicas[i];
+        if r.replay_lsn.is_none_or(|known| known < lsn) {
+            r.replay_lsn = Some(lsn);
+        }
+    }
+
+    /// The usable replica with the newest known replay position.
+    pub fn freshest(&self, now: Instant) -> Option<usize> {
+        self.candidates(0, now)
+            .into_iter()
+            .max_by_key(|&i| self.replicas[i].replay_lsn.unwrap_or(0))
+    }
+
     /// A read got a connection from replica `i`: without a monitor, this
     /// re-admits a replica whose back-off is over.
     pub fn checkout_ok(&mut self, i: usize, now: Instant) -> Option<Transition> {
@@ -338,9 +354,22 @@ pub fn parse_lsn(text: &str) -> Option<u64> {
     Some(hi << 32 | lo)
 }
 
+/// A WAL position as PostgreSQL writes it (`16/B374D848`).
+pub fn format_lsn(lsn: u64) -> String {
+    format!("{:X}/{:X}", lsn >> 32, lsn & u64::from(u32::MAX))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn positions_round_trip() {
+        for lsn in [0, 1, 0x16_B374_D848, u64::from(u32::MAX) << 32] {
+            assert_eq!(parse_lsn(&format_lsn(lsn)), Some(lsn));
+        }
+        assert_eq!(format_lsn(0x16_B374_D848), "16/B374D848");
+    }
 
     const MIB: u64 = 1024 * 1024;
 

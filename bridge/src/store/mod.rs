@@ -179,20 +179,27 @@ impl Db {
             let Some(client) = self.checkout_replica(i).await else {
                 continue;
             };
-            let caught_up = client
-                .query_one(
-                    "SELECT coalesce(pg_last_wal_replay_lsn() >= $1::text::pg_lsn, false)",
-                    &[&lsn],
-                )
+            let position = client
+                .query_one("SELECT pg_last_wal_replay_lsn()::text", &[])
                 .await;
-            match caught_up {
-                Ok(row) if row.get::<_, bool>(0) => {
-                    self.stats
-                        .fenced_replica_reads
-                        .fetch_add(1, Ordering::Relaxed);
-                    return Ok((client, PoolRole::Replica));
+            match position {
+                Ok(row) => {
+                    let replay = row.get::<_, Option<String>>(0);
+                    let replay = replay.as_deref().and_then(health::parse_lsn);
+                    if let Some(replay) = replay {
+                        // Later reads after this position need not ask.
+                        self.router_mut().observe_replay(i, replay);
+                    }
+                    if replay
+                        .zip(health::parse_lsn(lsn))
+                        .is_some_and(|(r, w)| r >= w)
+                    {
+                        self.stats
+                            .fenced_replica_reads
+                            .fetch_add(1, Ordering::Relaxed);
+                        return Ok((client, PoolRole::Replica));
+                    }
                 }
-                Ok(_) => {}
                 Err(error) => {
                     self.stats.replica_errors.fetch_add(1, Ordering::Relaxed);
                     self.replica_failed(i, &error.to_string());
@@ -203,6 +210,25 @@ impl Db {
             .fenced_primary_reads
             .fetch_add(1, Ordering::Relaxed);
         Ok((self.write().await?, PoolRole::Primary))
+    }
+
+    /// A connection to the usable replica with the newest known replay
+    /// position, else the primary: for following the change feed, so a
+    /// lagging replica does not delay every bridge's invalidations. The
+    /// index is the replica's, for [`Db::observe_replay`].
+    pub async fn read_freshest(&self) -> Result<(Object, Option<usize>), StoreError> {
+        let freshest = self.router_mut().freshest(Instant::now());
+        if let Some(i) = freshest {
+            if let Some(client) = self.checkout_replica(i).await {
+                return Ok((client, Some(i)));
+            }
+        }
+        Ok((self.write().await?, None))
+    }
+
+    /// Replica `i` was seen at replay position `lsn` by a read of its own.
+    pub fn observe_replay(&self, i: usize, lsn: u64) {
+        self.router_mut().observe_replay(i, lsn);
     }
 
     /// A connection to the primary.

@@ -9,6 +9,8 @@
 //! - `facts`: fact and config report uploads, and check-ins.
 //! - `outbox`: what Foreman has still to be sent.
 //! - `audit`: the audit trail's queue, read and emptied by its leader.
+//! - `changes`: the change feed's triggers on Foreman's tables, reading and
+//!   pruning the feed, and removing everything the bridge installed.
 //!
 //! Grants and reports are each one call of a PL/pgSQL function: one round
 //! trip, atomic, and decided on the database clock so that several bridge
@@ -18,6 +20,7 @@
 //! exactly.
 
 pub mod audit;
+pub mod changes;
 mod converges;
 mod facts;
 mod leases;
@@ -39,7 +42,10 @@ pub use facts::{
     store_config_report, store_facts, ConfigReportStored, FactsOutcome, FactsStored, NewFacts,
 };
 pub use leases::{expire_leases, grant, lease, leases_since, GrantOutcome, GrantRequest, LeaseRow};
-pub use migrate::{check_schema, migrate, schema_version, Migrated, SCHEMA_VERSION};
+pub use migrate::{
+    check_schema, migrate, migrate_with, schema_version, Migrated, DEFAULT_OWNER_ROLE,
+    SCHEMA_VERSION,
+};
 pub use reports::{store_report, LeaseState, NewReport, ReportStored};
 
 /// A failure in the `pvc` schema.

@@ -30,13 +30,18 @@ const MIGRATIONS: &[Migration] = &[
         name: "forwarding",
         sql: include_str!("migrations/0003_forwarding.sql"),
     },
+    Migration {
+        version: 4,
+        name: "changes",
+        sql: include_str!("migrations/0004_changes.sql"),
+    },
 ];
 
 /// The schema version this bridge needs.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS[MIGRATIONS.len() - 1].version;
 
 /// Serialises migrations of one database ("pvc_mig" in ASCII).
-const MIGRATION_LOCK: i64 = 0x0070_7663_5f6d_6967;
+pub(super) const MIGRATION_LOCK: i64 = 0x0070_7663_5f6d_6967;
 
 const BOOTSTRAP: &str = "CREATE SCHEMA IF NOT EXISTS pvc; \
      CREATE TABLE IF NOT EXISTS pvc.schema_migrations \
@@ -49,12 +54,23 @@ pub struct Migrated {
     pub applied: Vec<u32>,
     /// The schema's version afterwards.
     pub current: u32,
+    /// The change feed's triggers (installed or brought up to date).
+    pub changes: super::changes::Installed,
 }
 
-/// Brings the `pvc` schema to [`SCHEMA_VERSION`]; a no-op when it is there.
-/// Uses `client` for explicit transactions: nothing else may use it
-/// meanwhile.
+/// The change feed's owner role when none is configured.
+pub const DEFAULT_OWNER_ROLE: &str = "pvc_changes";
+
+/// [`migrate_with`] the default owner role.
 pub async fn migrate(client: &Client) -> Result<Migrated, PvcError> {
+    migrate_with(client, DEFAULT_OWNER_ROLE).await
+}
+
+/// Brings the `pvc` schema to [`SCHEMA_VERSION`] (a no-op when it is
+/// there), then installs or updates the change feed's triggers on Foreman's
+/// tables with `owner_role` owning the trigger function. Uses `client` for
+/// explicit transactions: nothing else may use it meanwhile.
+pub async fn migrate_with(client: &Client, owner_role: &str) -> Result<Migrated, PvcError> {
     let mut applied = Vec::new();
     for migration in MIGRATIONS {
         if apply(client, migration).await? {
@@ -67,7 +83,12 @@ pub async fn migrate(client: &Client) -> Result<Migrated, PvcError> {
         }
     }
     let current = schema_version(client).await?.unwrap_or(0);
-    Ok(Migrated { applied, current })
+    let changes = super::changes::install(client, owner_role).await?;
+    Ok(Migrated {
+        applied,
+        current,
+        changes,
+    })
 }
 
 /// Applies `migration` unless recorded; `true` if it was applied now.

@@ -1,0 +1,486 @@
+//! Which Foreman tables the change feed watches, which of their columns the
+//! bridge reads (only a change of one of those is logged), and what a logged
+//! change affects. Pure: `store::pvc::changes` installs the triggers from
+//! [`WATCHED`], `changes::feed` maps rows with [`affects`].
+
+use serde_json::Value as Json;
+
+/// One watched table.
+#[derive(Debug, Clone, Copy)]
+pub struct Watch {
+    pub table: &'static str,
+    /// The columns the bridge reads: an UPDATE that changes none of them is
+    /// not logged (Foreman writes `hosts.last_report` on every report).
+    pub columns: &'static [&'static str],
+    /// The columns logged with each change (old and new values), from which
+    /// [`affects`] tells what changed. Never secrets.
+    pub keys: &'static [&'static str],
+}
+
+const fn watch(
+    table: &'static str,
+    columns: &'static [&'static str],
+    keys: &'static [&'static str],
+) -> Watch {
+    Watch {
+        table,
+        columns,
+        keys,
+    }
+}
+
+/// Every table `store::foreman` (the ENC) and `store::host_params` (`/host`)
+/// read, with the columns they read. Facts (`fact_values`) are not watched:
+/// Foreman rewrites them on every upload; the bridge's own uploads fence the
+/// host instead (`cache::EncService::fence`).
+pub const WATCHED: &[Watch] = &[
+    watch(
+        "hosts",
+        &[
+            "type",
+            "name",
+            "certname",
+            "comment",
+            "root_pass",
+            "hostgroup_id",
+            "operatingsystem_id",
+            "organization_id",
+            "location_id",
+            "realm_id",
+            "architecture_id",
+            "owner_type",
+            "owner_id",
+            "puppet_proxy_id",
+            "puppet_ca_proxy_id",
+            "domain_id",
+        ],
+        &["id", "name", "certname"],
+    ),
+    watch(
+        "nics",
+        &[
+            "host_id",
+            "type",
+            "name",
+            "ip",
+            "ip6",
+            "mac",
+            "identifier",
+            "attrs",
+            "virtual",
+            "link",
+            "managed",
+            "primary",
+            "provision",
+            "subnet_id",
+            "subnet6_id",
+            "domain_id",
+            "tag",
+            "attached_to",
+            "mode",
+            "attached_devices",
+            "bond_options",
+            "provider",
+            "username",
+        ],
+        &["host_id"],
+    ),
+    watch(
+        "parameters",
+        &["type", "reference_id", "name", "value", "key_type"],
+        &["type", "reference_id"],
+    ),
+    watch(
+        "host_puppet_facets",
+        &["host_id", "environment_id"],
+        &["id", "host_id"],
+    ),
+    watch(
+        "host_classes",
+        &["host_puppet_facet_id", "puppetclass_id"],
+        &["host_puppet_facet_id"],
+    ),
+    watch(
+        "hostgroups",
+        &["name", "title", "root_pass", "ancestry"],
+        &["id"],
+    ),
+    watch(
+        "hostgroup_puppet_facets",
+        &["hostgroup_id", "environment_id"],
+        &["id", "hostgroup_id"],
+    ),
+    watch(
+        "hostgroup_classes",
+        &["hostgroup_puppet_facet_id", "puppetclass_id"],
+        &["hostgroup_puppet_facet_id"],
+    ),
+    watch(
+        "taxonomies",
+        &["type", "name", "title", "ancestry"],
+        &["id"],
+    ),
+    watch("domains", &["name", "fullname"], &["id"]),
+    watch(
+        "subnets",
+        &[
+            "type",
+            "name",
+            "network",
+            "mask",
+            "gateway",
+            "dns_primary",
+            "dns_secondary",
+            "from",
+            "to",
+            "boot_mode",
+            "ipam",
+            "vlanid",
+            "mtu",
+            "nic_delay",
+            "description",
+        ],
+        &["id"],
+    ),
+    watch(
+        "operatingsystems",
+        &["name", "major", "minor", "password_hash"],
+        &["id"],
+    ),
+    watch("realms", &["name"], &["id"]),
+    watch("architectures", &["name"], &["id"]),
+    watch("smart_proxies", &["url"], &["id"]),
+    watch(
+        "smart_proxy_features",
+        &["smart_proxy_id", "feature_id", "settings"],
+        &["smart_proxy_id"],
+    ),
+    watch("features", &["name"], &["id"]),
+    watch("environments", &["name"], &["id"]),
+    watch(
+        "environment_classes",
+        &[
+            "environment_id",
+            "puppetclass_id",
+            "puppetclass_lookup_key_id",
+        ],
+        &["environment_id"],
+    ),
+    watch("puppetclasses", &["name"], &["id"]),
+    watch(
+        "lookup_keys",
+        &[
+            "type",
+            "key",
+            "key_type",
+            "default_value",
+            "path",
+            "override",
+            "merge_overrides",
+            "avoid_duplicates",
+            "merge_default",
+            "omit",
+            "validator_type",
+        ],
+        &["id"],
+    ),
+    watch(
+        "lookup_values",
+        &["lookup_key_id", "match", "value", "omit"],
+        &["lookup_key_id"],
+    ),
+    watch("config_groups", &["name"], &["id"]),
+    watch(
+        "config_group_classes",
+        &["config_group_id", "puppetclass_id"],
+        &["config_group_id"],
+    ),
+    watch(
+        "host_config_groups",
+        &["host_id", "host_type", "config_group_id"],
+        &["host_type", "host_id"],
+    ),
+    watch(
+        "users",
+        &["login", "firstname", "lastname", "mail", "description"],
+        &["id"],
+    ),
+    watch("usergroups", &["name"], &["id"]),
+    watch(
+        "usergroup_members",
+        &["usergroup_id", "member_id", "member_type"],
+        &["usergroup_id"],
+    ),
+    watch(
+        "cached_usergroup_members",
+        &["usergroup_id", "user_id"],
+        &["usergroup_id"],
+    ),
+    watch("ssh_keys", &["user_id", "key"], &["user_id"]),
+    watch("settings", &["name", "value"], &["name"]),
+];
+
+/// The watch entry of `table`.
+pub fn watched(table: &str) -> Option<&'static Watch> {
+    WATCHED.iter().find(|w| w.table == table)
+}
+
+/// What a cached entry was built from; a change names the ones it affects.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Dep {
+    /// The host row and its own rows (interfaces, parameters, facet).
+    Host(i64),
+    /// A name a document was requested by (also covers "not found").
+    HostName(String),
+    /// A host's puppet facet (its classes).
+    HostFacet(i64),
+    /// A hostgroup: its row, parameters and facet. Every document and chain
+    /// below it names it too, so its whole subtree is affected.
+    Hostgroup(i64),
+    HostgroupFacet(i64),
+    /// An organization or location (and everything below it).
+    Taxonomy(i64),
+    Domain(i64),
+    Subnet(i64),
+    Os(i64),
+    Proxy(i64),
+    /// A puppet environment: its classes and their overridable keys.
+    Env(i64),
+    /// A smart class parameter: its definition and its override values.
+    LookupKey(i64),
+    /// Config groups and their assignments (one shared layer).
+    ConfigGroups,
+    /// Users, user groups, memberships and SSH keys (owners).
+    Users,
+}
+
+/// What one logged change affects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Affects {
+    /// Everything: settings, global parameters, a table the bridge reads
+    /// as a whole, or a row it cannot attribute.
+    All,
+    Some(Vec<Dep>),
+}
+
+/// Maps one change row (`tbl`, and `keys` = `{"new": {..}, "old": {..}}`)
+/// to what it affects. Both the old and the new values count: a nic moved
+/// between hosts affects both hosts. An unknown table or a missing key
+/// affects everything: a wrong guess must cost a flush, never a stale
+/// entry.
+pub fn affects(table: &str, keys: &Json) -> Affects {
+    let rows: Vec<&Json> = ["old", "new"]
+        .iter()
+        .filter_map(|side| keys.get(side))
+        .filter(|row| row.as_object().is_some_and(|o| !o.is_empty()))
+        .collect();
+    if rows.is_empty() {
+        return Affects::All;
+    }
+    let mut deps = Vec::new();
+    for row in rows {
+        match row_deps(table, row) {
+            Some(mut more) => deps.append(&mut more),
+            None => return Affects::All,
+        }
+    }
+    deps.sort();
+    deps.dedup();
+    Affects::Some(deps)
+}
+
+/// `None`: everything.
+fn row_deps(table: &str, row: &Json) -> Option<Vec<Dep>> {
+    let id = |column: &str| row.get(column).and_then(Json::as_i64);
+    let text = |column: &str| row.get(column).and_then(Json::as_str);
+    let one = |dep: Option<Dep>| dep.map(|d| vec![d]);
+    match table {
+        "hosts" => {
+            let mut deps = vec![Dep::Host(id("id")?)];
+            for column in ["name", "certname"] {
+                if let Some(name) = text(column) {
+                    deps.push(Dep::HostName(name.to_owned()));
+                }
+            }
+            Some(deps)
+        }
+        "nics" => one(id("host_id").map(Dep::Host)),
+        "host_puppet_facets" => Some(vec![Dep::Host(id("host_id")?), Dep::HostFacet(id("id")?)]),
+        "host_classes" => one(id("host_puppet_facet_id").map(Dep::HostFacet)),
+        "hostgroups" => one(id("id").map(Dep::Hostgroup)),
+        "hostgroup_puppet_facets" => Some(vec![
+            Dep::Hostgroup(id("hostgroup_id")?),
+            Dep::HostgroupFacet(id("id")?),
+        ]),
+        "hostgroup_classes" => one(id("hostgroup_puppet_facet_id").map(Dep::HostgroupFacet)),
+        "taxonomies" => one(id("id").map(Dep::Taxonomy)),
+        "domains" => one(id("id").map(Dep::Domain)),
+        "subnets" => one(id("id").map(Dep::Subnet)),
+        "operatingsystems" => one(id("id").map(Dep::Os)),
+        "smart_proxies" | "smart_proxy_features" => {
+            let column = if table == "smart_proxies" {
+                "id"
+            } else {
+                "smart_proxy_id"
+            };
+            one(id(column).map(Dep::Proxy))
+        }
+        "environments" | "environment_classes" => {
+            let column = if table == "environments" {
+                "id"
+            } else {
+                "environment_id"
+            };
+            one(id(column).map(Dep::Env))
+        }
+        "lookup_keys" => one(id("id").map(Dep::LookupKey)),
+        "lookup_values" => one(id("lookup_key_id").map(Dep::LookupKey)),
+        "parameters" => parameter_deps(text("type")?, id("reference_id")),
+        "config_groups" | "config_group_classes" | "host_config_groups" => {
+            Some(vec![Dep::ConfigGroups])
+        }
+        "users" | "usergroups" | "usergroup_members" | "cached_usergroup_members" | "ssh_keys" => {
+            Some(vec![Dep::Users])
+        }
+        // settings, realms, architectures, features, puppetclasses: read
+        // with every host, rarely written.
+        _ => None,
+    }
+}
+
+/// A parameter row by its STI type: the level that owns it.
+fn parameter_deps(kind: &str, reference: Option<i64>) -> Option<Vec<Dep>> {
+    let dep = match kind {
+        "CommonParameter" => return None,
+        "HostParameter" => Dep::Host(reference?),
+        "GroupParameter" => Dep::Hostgroup(reference?),
+        "OrganizationParameter" | "LocationParameter" => Dep::Taxonomy(reference?),
+        "DomainParameter" => Dep::Domain(reference?),
+        "SubnetParameter" => Dep::Subnet(reference?),
+        "OsParameter" => Dep::Os(reference?),
+        // A parameter type of a plugin: it may feed the ENC some way the
+        // bridge does not model.
+        _ => return None,
+    };
+    Some(vec![dep])
+}
+
+/// Whether a change of `table` can change a host's `/host` answer (pool,
+/// flags, monitored files: host, parameter, hostgroup and taxonomy rows).
+pub fn touches_directory(table: &str) -> bool {
+    matches!(
+        table,
+        "hosts" | "nics" | "parameters" | "hostgroups" | "taxonomies" | "settings"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn change(new: Json, old: Json) -> Json {
+        json!({"new": new, "old": old})
+    }
+
+    #[test]
+    fn a_host_update_names_the_host_and_both_names() {
+        let keys = change(
+            json!({"id": 7, "name": "new.example.com", "certname": "c.example.com"}),
+            json!({"id": 7, "name": "old.example.com", "certname": "c.example.com"}),
+        );
+        assert_eq!(
+            affects("hosts", &keys),
+            Affects::Some(vec![
+                Dep::Host(7),
+                Dep::HostName("c.example.com".into()),
+                Dep::HostName("new.example.com".into()),
+                Dep::HostName("old.example.com".into()),
+            ])
+        );
+    }
+
+    #[test]
+    fn a_nic_moved_between_hosts_affects_both() {
+        let keys = change(json!({"host_id": 2}), json!({"host_id": 1}));
+        assert_eq!(
+            affects("nics", &keys),
+            Affects::Some(vec![Dep::Host(1), Dep::Host(2)])
+        );
+    }
+
+    #[test]
+    fn parameters_go_to_their_level_and_global_ones_to_everything() {
+        let insert = |kind: &str, reference: Json| {
+            change(json!({"type": kind, "reference_id": reference}), json!({}))
+        };
+        assert_eq!(
+            affects("parameters", &insert("GroupParameter", json!(3))),
+            Affects::Some(vec![Dep::Hostgroup(3)])
+        );
+        assert_eq!(
+            affects("parameters", &insert("LocationParameter", json!(4))),
+            Affects::Some(vec![Dep::Taxonomy(4)])
+        );
+        assert_eq!(
+            affects("parameters", &insert("CommonParameter", Json::Null)),
+            Affects::All
+        );
+        assert_eq!(
+            affects("parameters", &insert("SomePluginParameter", json!(1))),
+            Affects::All
+        );
+    }
+
+    #[test]
+    fn settings_unknown_tables_and_missing_keys_affect_everything() {
+        let keys = change(json!({"name": "foreman_url"}), json!({}));
+        assert_eq!(affects("settings", &keys), Affects::All);
+        assert_eq!(affects("no_such_table", &keys), Affects::All);
+        // A renamed key column: no id to attribute the change to.
+        let keys = change(json!({"host_id": null}), json!({}));
+        assert_eq!(affects("nics", &keys), Affects::All);
+        assert_eq!(affects("hosts", &json!({})), Affects::All);
+    }
+
+    #[test]
+    fn lookup_values_name_their_key() {
+        let keys = change(json!({}), json!({"lookup_key_id": 9}));
+        assert_eq!(
+            affects("lookup_values", &keys),
+            Affects::Some(vec![Dep::LookupKey(9)])
+        );
+    }
+
+    #[test]
+    fn every_watched_table_has_columns_and_keys_and_is_mapped() {
+        for watch in WATCHED {
+            assert!(!watch.columns.is_empty(), "{}", watch.table);
+            assert!(!watch.keys.is_empty(), "{}", watch.table);
+            assert!(!watch.keys.contains(&"|") && !watch.columns.contains(&"|"));
+            // A row with every key set to 1 must map to something definite
+            // for every table but the whole-cache ones.
+            let row: serde_json::Map<String, Json> = watch
+                .keys
+                .iter()
+                .map(|k| ((*k).to_owned(), json!(1)))
+                .collect();
+            let keys = change(Json::Object(row), json!({}));
+            let whole = matches!(
+                watch.table,
+                "settings"
+                    | "realms"
+                    | "architectures"
+                    | "features"
+                    | "puppetclasses"
+                    | "parameters"
+            );
+            assert_eq!(
+                affects(watch.table, &keys) == Affects::All,
+                whole,
+                "{}",
+                watch.table
+            );
+        }
+    }
+}
