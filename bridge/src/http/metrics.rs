@@ -53,6 +53,11 @@ pub async fn render(
             relaxed(&enc.stale_served),
         ),
         (
+            "pvc_bridge_enc_superseded_loads_total",
+            "Loads repeated because the change feed showed a change newer than the rows read.",
+            relaxed(&enc.superseded_loads),
+        ),
+        (
             "pvc_bridge_database_read_fallbacks_total",
             "Reads that wanted a replica and used the primary.",
             relaxed(&db.read_fallbacks),
@@ -64,6 +69,16 @@ pub async fn render(
         ),
     ];
     write_counters(&mut out, &counters);
+    let _ = writeln!(
+        out,
+        "# HELP pvc_bridge_enc_invalidations_total Invalidations by the change feed, by scope \
+         (targeted: the entries a change affects; everything: a global change or a reset).\n\
+         # TYPE pvc_bridge_enc_invalidations_total counter\n\
+         pvc_bridge_enc_invalidations_total{{scope=\"targeted\"}} {}\n\
+         pvc_bridge_enc_invalidations_total{{scope=\"everything\"}} {}",
+        relaxed(&enc.changes_targeted),
+        relaxed(&enc.changes_everything)
+    );
     let _ = writeln!(
         out,
         "# HELP pvc_bridge_database_checkouts_total Connections taken from a pool.\n\
@@ -108,6 +123,9 @@ pub async fn render(
     }
     if let Some(forwarder) = &state.forward {
         render_forward(forwarder, &mut out);
+    }
+    if let Some(feed) = &state.feed {
+        render_feed(&feed.stats, &mut out);
     }
     if let Some(audit) = crate::audit::metrics() {
         render_audit(&audit.snapshot(), &mut out);
@@ -416,6 +434,76 @@ fn render_forward(forwarder: &crate::forward::Forwarder, out: &mut String) {
              Foreman (alert when it grows: Foreman is down or refusing).\n\
              # TYPE pvc_bridge_outbox_oldest_seconds gauge\npvc_bridge_outbox_oldest_seconds {:.3}",
             outbox.pending, outbox.dead, outbox.oldest_secs
+        );
+    }
+}
+
+/// The change feed this process follows (`changes::feed`).
+fn render_feed(feed: &crate::changes::feed::FeedStats, out: &mut String) {
+    let relaxed = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed);
+    write_counters(
+        out,
+        &[
+            (
+                "pvc_bridge_changes_rows_total",
+                "Change feed rows acted on.",
+                relaxed(&feed.rows),
+            ),
+            (
+                "pvc_bridge_changes_drift_rows_total",
+                "Change feed rows logged because a column the bridge reads is missing from \
+                 a Foreman table (renamed by an upgrade: upgrade the bridge, run migrate).",
+                relaxed(&feed.drift_rows),
+            ),
+            (
+                "pvc_bridge_changes_read_errors_total",
+                "Reads of the change feed that failed (cached entries only expire meanwhile).",
+                relaxed(&feed.read_errors),
+            ),
+            (
+                "pvc_bridge_changes_pruned_rows_total",
+                "Change feed rows this process pruned on the primary.",
+                relaxed(&feed.pruned_rows),
+            ),
+        ],
+    );
+    let _ = writeln!(
+        out,
+        "# HELP pvc_bridge_changes_flushes_total Whole-cache flushes by the change feed, by \
+         cause (global: a setting or global change; reset: the feed was reinstalled, pruned \
+         past this process, or lost track).\n\
+         # TYPE pvc_bridge_changes_flushes_total counter\n\
+         pvc_bridge_changes_flushes_total{{cause=\"global\"}} {}\n\
+         pvc_bridge_changes_flushes_total{{cause=\"reset\"}} {}",
+        relaxed(&feed.flushes_global),
+        relaxed(&feed.flushes_reset)
+    );
+    let _ = writeln!(
+        out,
+        "# HELP pvc_bridge_changes_position Last change feed id acted on or passed.\n\
+         # TYPE pvc_bridge_changes_position gauge\npvc_bridge_changes_position {}\n\
+         # HELP pvc_bridge_changes_open_gaps Ids below the position not yet seen (transactions \
+         still running, or rolled back).\n\
+         # TYPE pvc_bridge_changes_open_gaps gauge\npvc_bridge_changes_open_gaps {}",
+        feed.position.load(Ordering::Relaxed),
+        relaxed(&feed.open_gaps)
+    );
+    // No sample before the first good read: an age would be meaningless.
+    let _ = writeln!(
+        out,
+        "# HELP pvc_bridge_changes_last_read_age_seconds Time since the last good read of \
+         the change feed (alert when it grows: cached entries are no longer invalidated).\n\
+         # TYPE pvc_bridge_changes_last_read_age_seconds gauge"
+    );
+    let last = relaxed(&feed.last_read_ms);
+    if last > 0 {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let _ = writeln!(
+            out,
+            "pvc_bridge_changes_last_read_age_seconds {:.3}",
+            now.saturating_sub(last) as f64 / 1000.0
         );
     }
 }

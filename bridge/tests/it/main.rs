@@ -3,6 +3,7 @@
 //! cloned from the real Foreman 3.13 dump).
 
 mod audit;
+mod change_triggers;
 mod degraded;
 mod durability;
 mod enc_golden;
