@@ -52,7 +52,6 @@ pub const WATCHED: &[Watch] = &[
             "owner_id",
             "puppet_proxy_id",
             "puppet_ca_proxy_id",
-            "domain_id",
         ],
         &["id", "name", "certname"],
     ),

@@ -72,13 +72,14 @@ async fn query_opt(
 }
 
 /// The WAL position this connection's server has: replayed (a replica) or
-/// written (the primary). Every later statement on the connection sees at
-/// least the data of that position.
+/// inserted (the primary: with `synchronous_commit = off` a visible commit
+/// can be past the written position). Every later statement on the
+/// connection sees at least the data of that position.
 pub async fn read_position(client: &Client) -> Result<u64> {
     let row = query_opt(
         client,
         "SELECT (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() \
-                 ELSE pg_current_wal_lsn() END)::text",
+                 ELSE pg_current_wal_insert_lsn() END)::text",
         &[],
     )
     .await?;

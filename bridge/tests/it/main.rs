@@ -4,6 +4,7 @@
 
 mod audit;
 mod change_triggers;
+mod changes;
 mod degraded;
 mod durability;
 mod enc_golden;

@@ -10,8 +10,10 @@ use crate::changes::cursor::Snapshot;
 use crate::changes::tables::WATCHED;
 use crate::store::health::parse_lsn;
 
-/// The trigger's name on every watched table.
+/// The row trigger's name on every watched table.
 pub const TRIGGER: &str = "pvc_changes";
+/// The statement trigger's name (TRUNCATE).
+pub const TRUNCATE_TRIGGER: &str = "pvc_changes_truncate";
 
 /// What [`install`] found and did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -130,8 +132,11 @@ async fn install_in_transaction(client: &Client, owner: &str) -> Result<Installe
         client
             .batch_execute(&format!(
                 "DROP TRIGGER IF EXISTS {TRIGGER} ON {relation}; \
+                 DROP TRIGGER IF EXISTS {TRUNCATE_TRIGGER} ON {relation}; \
                  CREATE TRIGGER {TRIGGER} AFTER INSERT OR UPDATE OR DELETE ON {relation} \
-                 FOR EACH ROW EXECUTE FUNCTION pvc.log_change({})",
+                 FOR EACH ROW EXECUTE FUNCTION pvc.log_change({}); \
+                 CREATE TRIGGER {TRUNCATE_TRIGGER} AFTER TRUNCATE ON {relation} \
+                 FOR EACH STATEMENT EXECUTE FUNCTION pvc.log_change()",
                 args.join(", ")
             ))
             .await
@@ -152,7 +157,10 @@ async fn install_in_transaction(client: &Client, owner: &str) -> Result<Installe
         let name: String = row.get(1);
         if !WATCHED.iter().any(|w| w.table == name) {
             client
-                .batch_execute(&format!("DROP TRIGGER {TRIGGER} ON {relation}"))
+                .batch_execute(&format!(
+                    "DROP TRIGGER IF EXISTS {TRIGGER} ON {relation}; \
+                     DROP TRIGGER IF EXISTS {TRUNCATE_TRIGGER} ON {relation}"
+                ))
                 .await
                 .map_err(db_error("removing a change feed trigger"))?;
             installed.removed.push(name);
@@ -214,18 +222,22 @@ pub async fn uninstall(client: &Client, owner: &str) -> Result<Uninstalled, PvcE
         let mut removed = Uninstalled::default();
         let rows = client
             .query(
-                "SELECT t.tgrelid::regclass::text FROM pg_trigger t WHERE t.tgname = $1",
-                &[&TRIGGER],
+                "SELECT t.tgrelid::regclass::text, t.tgname::text FROM pg_trigger t \
+                 WHERE t.tgname = ANY($1)",
+                &[&vec![TRIGGER, TRUNCATE_TRIGGER]],
             )
             .await
             .map_err(db_error("listing change feed triggers"))?;
         for row in rows {
             let relation: String = row.get(0);
+            let name: String = row.get(1);
             client
-                .batch_execute(&format!("DROP TRIGGER {TRIGGER} ON {relation}"))
+                .batch_execute(&format!("DROP TRIGGER {name} ON {relation}"))
                 .await
                 .map_err(db_error("removing a change feed trigger"))?;
-            removed.triggers.push(relation);
+            if name == TRIGGER {
+                removed.triggers.push(relation);
+            }
         }
         removed.schema = client
             .query_one("SELECT to_regnamespace('pvc') IS NOT NULL", &[])
@@ -294,7 +306,7 @@ pub struct FeedRead {
 const READ_FEED: &str = "\
     WITH s AS (SELECT pg_current_snapshot() AS snap, \
                       CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() \
-                           ELSE pg_current_wal_lsn() END AS position) \
+                           ELSE pg_current_wal_insert_lsn() END AS position) \
     SELECT pg_snapshot_xmin(s.snap)::text AS xmin, pg_snapshot_xmax(s.snap)::text AS xmax, \
            s.position::text AS position, m.epoch, m.pruned_upto, \
            (SELECT coalesce(max(id), 0) FROM pvc.changes) AS newest, \

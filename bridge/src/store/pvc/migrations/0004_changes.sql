@@ -16,12 +16,14 @@
 CREATE TABLE pvc.changes (
     id      bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     tbl     text NOT NULL,
-    op      "char" NOT NULL CHECK (op IN ('I', 'U', 'D')),
+    op      "char" NOT NULL CHECK (op IN ('I', 'U', 'D', 'T')),
     keys    jsonb NOT NULL,
     drift   boolean NOT NULL DEFAULT false,
     xid     xid8 NOT NULL DEFAULT pg_current_xact_id(),
     lsn     pg_lsn NOT NULL DEFAULT pg_current_wal_insert_lsn(),
-    at      timestamptz NOT NULL DEFAULT now()
+    -- When the row was written (not the transaction's start: a long
+    -- transaction's rows must not look old to pruning).
+    at      timestamptz NOT NULL DEFAULT clock_timestamp()
 );
 CREATE INDEX changes_at ON pvc.changes (at);
 
@@ -39,7 +41,9 @@ VALUES ((extract(epoch FROM clock_timestamp()) * 1000000)::bigint);
 -- The trigger function, generic: the row as JSON, so a renamed or dropped
 -- column can never make Foreman's own statement fail. Arguments: the watched
 -- columns, then '|', then the key columns. It raises nothing of its own and
--- has no EXCEPTION block (each would open a subtransaction per row).
+-- has no EXCEPTION block (each would open a subtransaction per row). Also
+-- the statement-level TRUNCATE trigger: one row, no keys (affects
+-- everything).
 -- SECURITY DEFINER: it runs as the owner role `migrate` gives it, which may
 -- only insert into pvc.changes; Foreman's role needs no right on pvc.
 CREATE FUNCTION pvc.log_change() RETURNS trigger
@@ -55,6 +59,11 @@ DECLARE
     new_keys jsonb := '{}';
     old_keys jsonb := '{}';
 BEGIN
+    IF TG_LEVEL = 'STATEMENT' THEN
+        INSERT INTO pvc.changes (tbl, op, keys)
+        VALUES (TG_TABLE_NAME, left(TG_OP, 1), '{"new": {}, "old": {}}');
+        RETURN NULL;
+    END IF;
     IF TG_OP <> 'DELETE' THEN new_row := to_jsonb(NEW); END IF;
     IF TG_OP <> 'INSERT' THEN old_row := to_jsonb(OLD); END IF;
     FOREACH arg IN ARRAY TG_ARGV LOOP
@@ -67,13 +76,13 @@ BEGIN
             IF old_row IS NOT NULL THEN
                 old_keys := old_keys || jsonb_build_object(arg, old_row -> arg);
             END IF;
-        ELSIF NOT changed THEN
-            IF NOT (new_row ? arg) THEN
-                changed := true;
-                drifted := true;
-            ELSIF (new_row -> arg) IS DISTINCT FROM (old_row -> arg) THEN
-                changed := true;
-            END IF;
+        ELSIF NOT coalesce(new_row, old_row) ? arg THEN
+            -- Renamed or dropped: whatever the change, log it.
+            changed := true;
+            drifted := true;
+        ELSIF NOT changed
+              AND (new_row -> arg) IS DISTINCT FROM (old_row -> arg) THEN
+            changed := true;
         END IF;
     END LOOP;
     IF changed THEN
