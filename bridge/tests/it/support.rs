@@ -117,10 +117,21 @@ pub async fn migrated_db(hint: &str) -> TestDb {
 /// A cluster of the test's own (its servers may be stopped and started)
 /// with a fresh Foreman database, migrated when `migrated`.
 pub async fn private_cluster(hint: &str, migrated: bool) -> (cluster::Cluster, TestDb) {
-    let cluster = tokio::task::spawn_blocking(cluster::Cluster::start)
-        .await
-        .expect("cluster task")
-        .expect("a private PostgreSQL cluster");
+    private_cluster_with_replicas(hint, migrated, 1).await
+}
+
+/// [`private_cluster`] with `replicas` streaming replicas (at least 1);
+/// `TestDb::replica_urls` lists the database on each.
+pub async fn private_cluster_with_replicas(
+    hint: &str,
+    migrated: bool,
+    replicas: usize,
+) -> (cluster::Cluster, TestDb) {
+    let cluster =
+        tokio::task::spawn_blocking(move || cluster::Cluster::start_with_replicas(replicas))
+            .await
+            .expect("cluster task")
+            .expect("a private PostgreSQL cluster");
     let db = cluster.foreman_db(hint).await.expect("foreman database");
     if migrated {
         migrate(&cluster, &db).await;

@@ -3,7 +3,10 @@
 //! pvc-bridge reads from PostgreSQL read replicas, so its tests, the demo and
 //! the benchmarks run against the same topology: a primary made by `initdb`
 //! and a hot standby made by `pg_basebackup -R -X stream` that streams from it
-//! over TCP on 127.0.0.1. No mocks.
+//! over TCP on 127.0.0.1. No mocks. [`Cluster::start_with_replicas`] makes
+//! more standbys the same way (data directories `replica`, `replica1`, …,
+//! each with a replication slot of its own); the API without an index
+//! (`replica_port`, `stop_replica`, …) is about replica 0.
 //!
 //! Design:
 //! - **tmpfs**: the cluster lives in `/dev/shm` when present (else the temp
@@ -24,7 +27,10 @@
 //! - **Replica sync by LSN, never by sleeping**: [`Cluster::wait_replica_caught_up`]
 //!   takes the primary's WAL insert position (after forcing a flush, because
 //!   with `synchronous_commit = off` recent commits may sit in WAL buffers) and
-//!   polls `pg_last_wal_replay_lsn()` on the replica until it has passed it.
+//!   polls `pg_last_wal_replay_lsn()` on each replica until it has passed it.
+//!   A replica given an apply delay ([`Cluster::set_apply_delay`]) is skipped
+//!   there, so tests can see it lag; [`Cluster::wait_replica_caught_up_at`]
+//!   waits for one replica, delayed or not.
 //! - **Blocking core**: servers are driven with `std::process` (`pg_ctl`,
 //!   `psql`), so [`shared`] works inside and outside a tokio runtime; the async
 //!   functions run that code on tokio's blocking pool.
@@ -39,7 +45,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -71,14 +77,17 @@ pub fn shared() -> &'static Cluster {
     }
 }
 
-/// Which server of the pair.
+/// Which server of the cluster.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Server {
     Primary,
+    /// Replica 0.
     Replica,
+    /// Replica `i` (0-based) of a cluster from [`Cluster::start_with_replicas`].
+    ReplicaAt(usize),
 }
 
-/// A primary + streaming hot-standby replica on 127.0.0.1.
+/// A primary + streaming hot-standby replicas on 127.0.0.1.
 #[derive(Debug)]
 pub struct Cluster {
     pg: Arc<Pg>,
@@ -93,8 +102,11 @@ pub struct TestDb {
     pub name: String,
     /// `postgres://postgres@127.0.0.1:<port>/<name>` of the primary.
     pub primary_url: String,
-    /// The same database on the replica (read-only).
+    /// The same database on replica 0 (read-only).
     pub replica_url: String,
+    /// The same database on every replica, in replica order (the first is
+    /// `replica_url`).
+    pub replica_urls: Vec<String>,
     pg: Arc<Pg>,
 }
 
@@ -103,7 +115,11 @@ pub struct TestDb {
 struct State {
     bindir: PathBuf,
     primary_port: u16,
+    /// Replica 0, as before there could be more.
     replica_port: u16,
+    /// Every replica; absent in files written by older versions.
+    #[serde(default)]
+    replica_ports: Vec<u16>,
 }
 
 #[derive(Debug)]
@@ -111,7 +127,10 @@ struct Pg {
     bindir: PathBuf,
     dir: PathBuf,
     primary_port: u16,
-    replica_port: u16,
+    /// One per replica; replica i lives in [`replica_dir_name`]`(i)`.
+    replica_ports: Vec<u16>,
+    /// `recovery_min_apply_delay` set by [`Cluster::set_apply_delay`], per replica.
+    apply_delays: Mutex<Vec<Duration>>,
     /// This process is root: server commands run through `runuser -u postgres`.
     as_postgres: bool,
     template: OnceLock<Result<(), String>>,
@@ -123,6 +142,16 @@ impl Cluster {
     /// process exits. With `PVC_TESTKIT_KEEP=1` it is left running instead
     /// (directory `pvc-pg-kept-*`, stop it with `pvc-pg down --dir DIR`).
     pub fn start() -> Result<Cluster> {
+        Cluster::start_with_replicas(1)
+    }
+
+    /// [`Cluster::start`] with `replicas` (at least 1) streaming hot
+    /// standbys, each base-backed-up from the primary with a replication
+    /// slot of its own.
+    pub fn start_with_replicas(replicas: usize) -> Result<Cluster> {
+        if replicas == 0 {
+            bail!("a cluster needs at least one replica");
+        }
         static SEQ: AtomicU32 = AtomicU32::new(0);
         let bindir = find_bindir()?;
         let as_postgres = is_root()?;
@@ -148,7 +177,7 @@ impl Cluster {
         } else {
             Some(Watchdog::spawn(&bindir, &dir, as_postgres)?)
         };
-        let pg = Pg::create(bindir, dir.clone(), as_postgres)
+        let pg = Pg::create(bindir, dir.clone(), as_postgres, replicas)
             .with_context(|| format!("starting PostgreSQL in {}", dir.display()))?;
         if keep {
             eprintln!(
@@ -178,7 +207,7 @@ impl Cluster {
             );
         }
         make_dir(&dir, as_postgres)?;
-        match Pg::create(bindir, dir.clone(), as_postgres) {
+        match Pg::create(bindir, dir.clone(), as_postgres, 1) {
             Ok(pg) => Ok(Cluster {
                 pg: Arc::new(pg),
                 watchdog: None,
@@ -203,9 +232,15 @@ impl Cluster {
         })?;
         let state: State =
             serde_json::from_str(&text).with_context(|| format!("bad {}", path.display()))?;
+        let replica_ports = if state.replica_ports.is_empty() {
+            vec![state.replica_port]
+        } else {
+            state.replica_ports
+        };
         let pg = Pg {
             primary_port: state.primary_port,
-            replica_port: state.replica_port,
+            apply_delays: Mutex::new(vec![Duration::ZERO; replica_ports.len()]),
+            replica_ports,
             ..Pg::stub(state.bindir, dir.canonicalize()?, is_root()?)
         };
         Ok(Cluster {
@@ -231,16 +266,30 @@ impl Cluster {
     pub fn primary_port(&self) -> u16 {
         self.pg.primary_port
     }
+    /// The port of replica 0.
     pub fn replica_port(&self) -> u16 {
-        self.pg.replica_port
+        self.pg.replica_ports[0]
+    }
+    /// How many replicas stream from the primary.
+    pub fn replica_count(&self) -> usize {
+        self.pg.replica_ports.len()
+    }
+    /// The port of replica `i`. Panics if `i >= replica_count()`.
+    pub fn replica_port_at(&self, i: usize) -> u16 {
+        self.pg.port(Server::ReplicaAt(i))
     }
     /// `postgres://postgres@127.0.0.1:<primary port>/<db>`.
     pub fn primary_url(&self, db: &str) -> String {
         self.pg.url(Server::Primary, db)
     }
-    /// `postgres://postgres@127.0.0.1:<replica port>/<db>`.
+    /// `postgres://postgres@127.0.0.1:<replica port>/<db>` of replica 0.
     pub fn replica_url(&self, db: &str) -> String {
         self.pg.url(Server::Replica, db)
+    }
+    /// `postgres://postgres@127.0.0.1:<port of replica i>/<db>`. Panics if
+    /// `i >= replica_count()`.
+    pub fn replica_url_at(&self, i: usize, db: &str) -> String {
+        self.pg.url(Server::ReplicaAt(i), db)
     }
 
     /// A fresh copy of the Foreman fixture named `t_<hint>_<n>`, already
@@ -261,20 +310,54 @@ impl Cluster {
         Ok(TestDb {
             primary_url: self.primary_url(&name),
             replica_url: self.replica_url(&name),
+            replica_urls: (0..self.replica_count())
+                .map(|i| self.replica_url_at(i, &name))
+                .collect(),
             name,
             pg: self.pg.clone(),
         })
     }
 
-    /// Waits until the replica has replayed everything committed on the
+    /// Waits until every replica has replayed everything committed on the
     /// primary before this call (60 s timeout, then an error with the LSNs).
+    /// Replicas with an apply delay ([`Cluster::set_apply_delay`]) are
+    /// skipped: they are meant to lag; wait for one of them with
+    /// [`Cluster::wait_replica_caught_up_at`]. Every replica without a delay
+    /// must be running.
     pub async fn wait_replica_caught_up(&self) -> Result<()> {
-        blocking(&self.pg, |pg| pg.wait_caught_up(false)).await
+        blocking(&self.pg, |pg| pg.wait_caught_up(false, Delayed::Skip)).await
     }
 
     /// [`Cluster::wait_replica_caught_up`] for code without a runtime.
     pub fn wait_replica_caught_up_blocking(&self) -> Result<()> {
-        self.pg.wait_caught_up(false)
+        self.pg.wait_caught_up(false, Delayed::Skip)
+    }
+
+    /// Waits until replica `i` has replayed everything committed on the
+    /// primary before this call, its apply delay included (timeout 60 s plus
+    /// the delay).
+    pub async fn wait_replica_caught_up_at(&self, i: usize) -> Result<()> {
+        self.check_replica(i)?;
+        blocking(&self.pg, move |pg| {
+            pg.wait_caught_up(false, Delayed::Only(i))
+        })
+        .await
+    }
+
+    /// Sets `recovery_min_apply_delay` on replica `i` (`ALTER SYSTEM`, then
+    /// `pg_reload_conf()`): it receives WAL at once but applies each commit
+    /// only `delay` after the primary made it, so it lags behind the others
+    /// by about `delay`. `Duration::ZERO` removes the setting. Returns once
+    /// new sessions on the replica show the value (the startup process is
+    /// signalled in the same reload). The setting survives restarts.
+    pub async fn set_apply_delay(&self, i: usize, delay: Duration) -> Result<()> {
+        self.check_replica(i)?;
+        blocking(&self.pg, move |pg| pg.set_apply_delay(i, delay)).await
+    }
+
+    /// The apply delay last set on replica `i` with [`Cluster::set_apply_delay`].
+    pub fn apply_delay(&self, i: usize) -> Duration {
+        self.pg.apply_delay(i)
     }
 
     /// Creates database `name` as a copy of the Foreman fixture (loading the
@@ -283,7 +366,7 @@ impl Cluster {
         self.pg.ensure_template()?;
         self.pg
             .psql(Server::Primary, "postgres", &create_db_sql(name, true))?;
-        self.pg.wait_caught_up(false)
+        self.pg.wait_caught_up(false, Delayed::Wait)
     }
 
     /// Runs a SQL file (`.gz` is decompressed, `-` is stdin) with
@@ -291,7 +374,7 @@ impl Cluster {
     /// for the replica.
     pub fn run_sql_file_blocking(&self, db: &str, sql: &Path) -> Result<()> {
         self.pg.psql_file(db, sql)?;
-        self.pg.wait_caught_up(false)
+        self.pg.wait_caught_up(false, Delayed::Skip)
     }
 
     /// Runs `sql` with `psql` on `db` and returns the unaligned, tuples-only
@@ -318,7 +401,8 @@ impl Cluster {
     }
 
     /// Starts the primary stopped by [`Cluster::stop_primary`] again, on
-    /// the same port, and waits until the replica streams from it.
+    /// the same port, and waits until the replicas (those without an apply
+    /// delay) stream from it and have replayed everything it has.
     pub async fn start_primary(&self) -> Result<()> {
         self.refuse_shared("start the primary")?;
         blocking(&self.pg, |pg| {
@@ -337,44 +421,57 @@ impl Cluster {
                     tail(&fs::read_to_string(&log).unwrap_or_default(), 40)
                 )
             })?;
-            pg.wait_caught_up(true)
+            pg.wait_caught_up(true, Delayed::Skip)
         })
         .await
     }
 
-    /// Stops the replica (`pg_ctl stop -m fast`); the primary keeps
+    /// Stops replica 0 (`pg_ctl stop -m fast`); the primary keeps
     /// running. Refused on [`shared`]: start a cluster of your own.
     pub async fn stop_replica(&self) -> Result<()> {
-        self.refuse_shared("stop the replica")?;
-        blocking(&self.pg, |pg| {
+        self.stop_replica_at(0).await
+    }
+
+    /// Starts replica 0 stopped by [`Cluster::stop_replica`] again, on the
+    /// same port, and waits until it accepts connections (it resumes
+    /// streaming once the primary is up; with the primary up, call
+    /// [`Cluster::wait_replica_caught_up`] to wait for that).
+    pub async fn start_replica(&self) -> Result<()> {
+        self.start_replica_at(0).await
+    }
+
+    /// [`Cluster::stop_replica`] for replica `i`; the other servers keep running.
+    pub async fn stop_replica_at(&self, i: usize) -> Result<()> {
+        self.refuse_shared("stop a replica")?;
+        self.check_replica(i)?;
+        blocking(&self.pg, move |pg| {
             run(pg
                 .server_cmd("pg_ctl")
                 .arg("-D")
-                .arg(pg.dir.join("replica"))
+                .arg(pg.dir.join(replica_dir_name(i)))
                 .args(["stop", "-m", "fast", "-w", "-t", "60"]))
             .map(drop)
         })
         .await
     }
 
-    /// Starts the replica stopped by [`Cluster::stop_replica`] again, on the
-    /// same port, and waits until it accepts connections (it resumes
-    /// streaming once the primary is up; with the primary up, call
-    /// [`Cluster::wait_replica_caught_up`] to wait for that).
-    pub async fn start_replica(&self) -> Result<()> {
-        self.refuse_shared("start the replica")?;
-        blocking(&self.pg, |pg| {
-            let log = pg.dir.join("replica.log");
+    /// [`Cluster::start_replica`] for replica `i`.
+    pub async fn start_replica_at(&self, i: usize) -> Result<()> {
+        self.refuse_shared("start a replica")?;
+        self.check_replica(i)?;
+        blocking(&self.pg, move |pg| {
+            let name = replica_dir_name(i);
+            let log = pg.dir.join(format!("{name}.log"));
             run(pg
                 .server_cmd("pg_ctl")
                 .arg("-D")
-                .arg(pg.dir.join("replica"))
+                .arg(pg.dir.join(&name))
                 .arg("-l")
                 .arg(&log)
                 .args(["-w", "-t", "60", "start"]))
             .with_context(|| {
                 format!(
-                    "restarting the replica; {}:\n{}",
+                    "restarting {name}; {}:\n{}",
                     log.display(),
                     tail(&fs::read_to_string(&log).unwrap_or_default(), 40)
                 )
@@ -382,6 +479,16 @@ impl Cluster {
             .map(drop)
         })
         .await
+    }
+
+    fn check_replica(&self, i: usize) -> Result<()> {
+        if i >= self.replica_count() {
+            bail!(
+                "no replica {i}: the cluster has {} (Cluster::start_with_replicas)",
+                self.replica_count()
+            );
+        }
+        Ok(())
     }
 
     fn refuse_shared(&self, what: &str) -> Result<()> {
@@ -401,9 +508,19 @@ impl TestDb {
     pub async fn connect_primary(&self) -> Result<tokio_postgres::Client> {
         connect(&self.primary_url).await
     }
-    /// A tokio-postgres client on the replica (read-only).
+    /// A tokio-postgres client on replica 0 (read-only).
     pub async fn connect_replica(&self) -> Result<tokio_postgres::Client> {
         connect(&self.replica_url).await
+    }
+    /// A tokio-postgres client on replica `i` (read-only).
+    pub async fn connect_replica_at(&self, i: usize) -> Result<tokio_postgres::Client> {
+        let url = self.replica_urls.get(i).with_context(|| {
+            format!(
+                "no replica {i}: the cluster has {}",
+                self.replica_urls.len()
+            )
+        })?;
+        connect(url).await
     }
 }
 
@@ -411,9 +528,11 @@ impl Drop for TestDb {
     fn drop(&mut self) {
         if std::thread::panicking() {
             eprintln!(
-                "pvc-testkit: test failed; kept database {} (primary {}, replica {}); \
+                "pvc-testkit: test failed; kept database {} (primary {}, replicas {}); \
                  the cluster goes when the test binary exits unless PVC_TESTKIT_KEEP=1",
-                self.name, self.primary_url, self.replica_url
+                self.name,
+                self.primary_url,
+                self.replica_urls.join(" ")
             );
             return;
         }
@@ -442,7 +561,8 @@ impl Pg {
             bindir,
             dir,
             primary_port: 0,
-            replica_port: 0,
+            replica_ports: Vec::new(),
+            apply_delays: Mutex::new(Vec::new()),
             as_postgres,
             template: OnceLock::new(),
             next_db: AtomicU32::new(1),
@@ -450,10 +570,10 @@ impl Pg {
     }
 
     /// initdb, configure and start the primary, base-backup and start the
-    /// replica, wait until it streams; writes `cluster.json`. `dir` exists.
-    fn create(bindir: PathBuf, dir: PathBuf, as_postgres: bool) -> Result<Pg> {
+    /// replicas, wait until they stream; writes `cluster.json`. `dir` exists.
+    fn create(bindir: PathBuf, dir: PathBuf, as_postgres: bool, replicas: usize) -> Result<Pg> {
         let mut pg = Pg::stub(bindir, dir, as_postgres);
-        let (primary, replica) = (pg.dir.join("primary"), pg.dir.join("replica"));
+        let primary = pg.dir.join("primary");
         run(pg.server_cmd("initdb").arg("-D").arg(&primary).args([
             "--locale=C.UTF-8",
             "-E",
@@ -484,29 +604,32 @@ impl Pg {
             "postgres",
             &format!("CREATE TABLE {FLUSH_TABLE} ()"),
         )?;
-        run(pg
-            .server_cmd("pg_basebackup")
-            .arg("-D")
-            .arg(&replica)
-            .args(["-h", "127.0.0.1", "-U", "postgres", "-p"])
-            .arg(pg.primary_port.to_string())
-            .args([
-                "-R",
-                "-X",
-                "stream",
-                "-C",
-                "-S",
-                "pvc_replica",
-                "-c",
-                "fast",
-                "--no-sync",
-            ]))?;
-        pg.replica_port = pg.start_server(&replica)?;
-        pg.wait_caught_up(true)?;
+        for i in 0..replicas {
+            let replica = pg.dir.join(replica_dir_name(i));
+            // A slot each: the primary keeps the WAL a stopped replica still needs.
+            let slot = match i {
+                0 => "pvc_replica".to_owned(),
+                i => format!("pvc_replica_{i}"),
+            };
+            run(pg
+                .server_cmd("pg_basebackup")
+                .arg("-D")
+                .arg(&replica)
+                .args(["-h", "127.0.0.1", "-U", "postgres", "-p"])
+                .arg(pg.primary_port.to_string())
+                .args(["-R", "-X", "stream", "-C", "-S"])
+                .arg(&slot)
+                .args(["-c", "fast", "--no-sync"]))?;
+            let port = pg.start_server(&replica)?;
+            pg.replica_ports.push(port);
+            pg.apply_delays.lock().expect("delays").push(Duration::ZERO);
+        }
+        pg.wait_caught_up(true, Delayed::Skip)?;
         let state = State {
             bindir: pg.bindir.clone(),
             primary_port: pg.primary_port,
-            replica_port: pg.replica_port,
+            replica_port: pg.replica_ports[0],
+            replica_ports: pg.replica_ports.clone(),
         };
         fs::write(
             pg.dir.join(STATE_FILE),
@@ -576,11 +699,64 @@ impl Pg {
         cmd
     }
 
+    /// Panics for a replica the cluster does not have.
     fn port(&self, server: Server) -> u16 {
         match server {
             Server::Primary => self.primary_port,
-            Server::Replica => self.replica_port,
+            Server::Replica => self.replica_ports[0],
+            Server::ReplicaAt(i) => *self.replica_ports.get(i).unwrap_or_else(|| {
+                panic!(
+                    "no replica {i}: the cluster has {} (Cluster::start_with_replicas)",
+                    self.replica_ports.len()
+                )
+            }),
         }
+    }
+
+    fn apply_delay(&self, i: usize) -> Duration {
+        self.apply_delays
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(i)
+            .copied()
+            .unwrap_or_default()
+    }
+
+    fn set_apply_delay(&self, i: usize, delay: Duration) -> Result<()> {
+        let server = Server::ReplicaAt(i);
+        let millis = delay.as_millis();
+        // Separate statements: ALTER SYSTEM refuses to run in a transaction
+        // block, which several statements in one `psql -c` are.
+        let (alter, shown) = if millis == 0 {
+            (
+                "ALTER SYSTEM RESET recovery_min_apply_delay".to_owned(),
+                "0".to_owned(),
+            )
+        } else {
+            (
+                format!("ALTER SYSTEM SET recovery_min_apply_delay = '{millis}ms'"),
+                millis.to_string(),
+            )
+        };
+        self.psql(server, "postgres", &alter)?;
+        self.psql(server, "postgres", "SELECT pg_reload_conf()")?;
+        // The postmaster reloads asynchronously; a new session sees the
+        // value once it has, by which time it has signalled the startup
+        // process (which applies the delay) too.
+        let show = "SELECT setting FROM pg_settings WHERE name = 'recovery_min_apply_delay'";
+        let deadline = Instant::now() + REPLICA_TIMEOUT;
+        loop {
+            let now = self.psql(server, "postgres", show)?;
+            if now == shown {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!("replica {i} still has recovery_min_apply_delay = {now} ms, not {shown}");
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        self.apply_delays.lock().unwrap_or_else(|e| e.into_inner())[i] = delay;
+        Ok(())
     }
 
     fn url(&self, server: Server, db: &str) -> String {
@@ -697,14 +873,18 @@ impl Pg {
                 Err(e) => return Err(e),
             }
         };
-        self.wait_caught_up(false)?;
-        self.psql(Server::Replica, &name, "SELECT 1")
-            .with_context(|| format!("database {name} is not usable on the replica"))?;
+        // Delayed replicas too: the database must exist on every replica.
+        self.wait_caught_up(false, Delayed::Wait)?;
+        for i in 0..self.replica_ports.len() {
+            self.psql(Server::ReplicaAt(i), &name, "SELECT 1")
+                .with_context(|| format!("database {name} is not usable on replica {i}"))?;
+        }
         Ok(name)
     }
 
-    /// Waits until the replica has replayed all WAL the primary had at call time.
-    fn wait_caught_up(&self, require_streaming: bool) -> Result<()> {
+    /// Waits until the replicas chosen by `delayed` have replayed all WAL the
+    /// primary had at call time.
+    fn wait_caught_up(&self, require_streaming: bool, delayed: Delayed) -> Result<()> {
         // With synchronous_commit = off, recent commits may still sit in the
         // primary's WAL buffers, which the walsender does not send. A write
         // committed with synchronous_commit = on flushes everything before it,
@@ -714,30 +894,77 @@ impl Pg {
         let target =
             parse_lsn(&answer).with_context(|| format!("bad LSN {answer:?} from the primary"))?;
         let probe = "SELECT pg_last_wal_replay_lsn(), coalesce((SELECT status FROM pg_stat_wal_receiver), 'no wal receiver')";
-        let deadline = Instant::now() + REPLICA_TIMEOUT;
-        loop {
-            let last = self.psql(Server::Replica, "postgres", probe);
-            if let Ok(row) = &last {
-                let (lsn, status) = row.split_once('|').unwrap_or((row, ""));
-                if parse_lsn(lsn).is_some_and(|lsn| lsn >= target)
-                    && (!require_streaming || status == "streaming")
-                {
-                    return Ok(());
+        let start = Instant::now();
+        for i in 0..self.replica_ports.len() {
+            let delay = self.apply_delay(i);
+            let wanted = match delayed {
+                Delayed::Skip => delay.is_zero(),
+                Delayed::Wait => true,
+                Delayed::Only(only) => i == only,
+            };
+            if !wanted {
+                continue;
+            }
+            let timeout = REPLICA_TIMEOUT + delay;
+            loop {
+                let last = self.psql(Server::ReplicaAt(i), "postgres", probe);
+                if let Ok(row) = &last {
+                    let (lsn, status) = row.split_once('|').unwrap_or((row, ""));
+                    if parse_lsn(lsn).is_some_and(|lsn| lsn >= target)
+                        && (!require_streaming || status == "streaming")
+                    {
+                        break;
+                    }
                 }
+                if start.elapsed() > timeout {
+                    let log = self.dir.join(format!("{}.log", replica_dir_name(i)));
+                    bail!(
+                        "replica {i} (port {}) did not replay up to the primary's LSN {answer} within {timeout:?}; \
+                         last probe (replay LSN|receiver status): {last:?}\n{}:\n{}",
+                        self.replica_ports[i],
+                        log.display(),
+                        tail(&fs::read_to_string(&log).unwrap_or_default(), 40)
+                    );
+                }
+                std::thread::sleep(Duration::from_millis(5));
             }
-            if Instant::now() > deadline {
-                let log = self.dir.join("replica.log");
-                bail!(
-                    "the replica (port {}) did not replay up to the primary's LSN {answer} within {REPLICA_TIMEOUT:?}; \
-                     last probe (replay LSN|receiver status): {last:?}\n{}:\n{}",
-                    self.replica_port,
-                    log.display(),
-                    tail(&fs::read_to_string(&log).unwrap_or_default(), 40)
-                );
-            }
-            std::thread::sleep(Duration::from_millis(5));
         }
+        Ok(())
     }
+}
+
+/// Which replicas a wait for the primary's WAL position covers.
+#[derive(Debug, Clone, Copy)]
+enum Delayed {
+    /// Every replica without an apply delay.
+    Skip,
+    /// Every replica, waiting out the apply delays.
+    Wait,
+    /// Replica i only.
+    Only(usize),
+}
+
+/// The data directory of replica `i` in the cluster directory: `replica`
+/// (as before there could be more), then `replica1`, `replica2`, …
+fn replica_dir_name(i: usize) -> String {
+    match i {
+        0 => "replica".to_owned(),
+        i => format!("replica{i}"),
+    }
+}
+
+/// The data directories in `dir`, replicas first (stopped before the primary).
+fn data_dirs(dir: &Path) -> Vec<PathBuf> {
+    let mut replicas: Vec<PathBuf> = fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("replica") && e.path().is_dir())
+        .map(|e| e.path())
+        .collect();
+    replicas.sort();
+    replicas.push(dir.join("primary"));
+    replicas
 }
 
 /// The `sh` that tears the cluster down once the pipe on its stdin closes.
@@ -749,7 +976,7 @@ impl Watchdog {
         const SCRIPT: &str = r#"pg_ctl=$1; dir=$2; shift 2
 trap '' INT HUP
 read _ || true
-for d in "$dir/replica" "$dir/primary"; do
+for d in "$dir"/replica* "$dir/primary"; do
   if [ -f "$d/postmaster.pid" ]; then "$@" "$pg_ctl" -D "$d" stop -m immediate -w >/dev/null 2>&1; fi
 done
 rm -rf "$dir""#;
@@ -791,7 +1018,7 @@ pub fn down_dir(dir: &Path) -> Result<()> {
         );
     }
     let pg = Pg::stub(find_bindir()?, dir.to_owned(), is_root()?);
-    for data in [dir.join("replica"), dir.join("primary")] {
+    for data in data_dirs(dir) {
         pg.stop_server(&data)?;
     }
     fs::remove_dir_all(dir).with_context(|| format!("cannot remove {}", dir.display()))
@@ -814,8 +1041,9 @@ fn sweep(root: &Path, bindir: &Path, as_postgres: bool) {
             continue;
         }
         let pg = Pg::stub(bindir.to_owned(), entry.path(), as_postgres);
-        let _ = pg.stop_server(&pg.dir.join("replica"));
-        let _ = pg.stop_server(&pg.dir.join("primary"));
+        for data in data_dirs(&pg.dir) {
+            let _ = pg.stop_server(&data);
+        }
         let _ = fs::remove_dir_all(&pg.dir);
     }
 }
@@ -980,6 +1208,33 @@ mod tests {
         assert_eq!(parse_lsn("0/3000148"), Some(0x3000148));
         assert_eq!(parse_lsn("16/B374D848\n"), Some(0x16_B374_D848));
         assert_eq!(parse_lsn(""), None);
+    }
+
+    #[test]
+    fn finds_every_replica_dir_before_the_primary() {
+        assert_eq!(replica_dir_name(0), "replica");
+        assert_eq!(replica_dir_name(2), "replica2");
+        let dir = std::env::temp_dir().join(format!("pvc-testkit-dirs-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        for name in ["replica", "replica1", "primary"] {
+            fs::create_dir_all(dir.join(name)).unwrap();
+        }
+        fs::write(dir.join("replica.log"), "").unwrap();
+        let names: Vec<String> = data_dirs(&dir)
+            .iter()
+            .map(|d| d.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(names, ["replica", "replica1", "primary"]);
+    }
+
+    #[test]
+    fn reads_state_files_from_before_several_replicas() {
+        let state: State =
+            serde_json::from_str(r#"{"bindir": "/b", "primary_port": 5, "replica_port": 6}"#)
+                .unwrap();
+        assert_eq!(state.replica_port, 6);
+        assert!(state.replica_ports.is_empty());
     }
 
     #[test]
