@@ -75,6 +75,12 @@ async fn install_in_transaction(client: &Client, owner: &str) -> Result<Installe
         )
         .await
         .map_err(db_error("waiting for other migrations"))?;
+    // No "does not exist, skipping" notice per table in the operator's
+    // terminal.
+    client
+        .batch_execute("SET LOCAL client_min_messages = warning")
+        .await
+        .map_err(db_error("setting client_min_messages"))?;
     // The role is cluster-wide: another database's migrate may create it at
     // the same moment.
     client
@@ -219,6 +225,10 @@ pub async fn uninstall(client: &Client, owner: &str) -> Result<Uninstalled, PvcE
             )
             .await
             .map_err(db_error("waiting for other migrations"))?;
+        client
+            .batch_execute("SET LOCAL client_min_messages = warning")
+            .await
+            .map_err(db_error("setting client_min_messages"))?;
         let mut removed = Uninstalled::default();
         let rows = client
             .query(
