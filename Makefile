@@ -2,7 +2,7 @@
 CARGO ?= cargo
 PG_DIR ?= .demo/pg
 
-.PHONY: test deps demo bench bench-host bench-facts bench-agent pg-up pg-down
+.PHONY: test deps demo bench bench-host bench-facts bench-agent bench-changes pg-up pg-down
 
 ## test: formatting, lints, then every crate's tests (installs PostgreSQL 15 binaries if missing)
 test: deps
@@ -37,6 +37,10 @@ bench-facts:
 ## bench-agent: pvc-agent's idle RSS and CPU, file change -> Puppet started; rewrites its section of docs/benchmarks.md
 bench-agent:
 	bash bench/agent.sh
+
+## bench-changes: the change feed: its triggers' cost to Foreman's writes (pgbench, with and without), a change -> the ENC under read load; rewrites its section of docs/benchmarks.md
+bench-changes:
+	bash bench/changes.sh
 
 ## pg-up: a PostgreSQL primary + streaming replica in $(PG_DIR) with database
 ## `foreman` loaded from the fixture; connection settings in $(PG_DIR)/env

@@ -51,7 +51,8 @@ pub struct Bridge {
     pub uploads: Arc<writes::Uploads>,
     /// `None` without `foreman.url` (or with `forward.enabled` off).
     pub forwarder: Option<Arc<forward::Forwarder>>,
-    /// `None` with `changes.enabled` off.
+    /// The change feed's follower and pruner (always there; it follows
+    /// only with `changes.enabled`).
     pub feed: Option<Arc<changes::feed::ChangeFeed>>,
 }
 
@@ -82,14 +83,12 @@ impl Bridge {
             ))),
             _ => None,
         };
-        let feed = config.changes.enabled.then(|| {
-            changes::feed::ChangeFeed::new(
-                Arc::clone(&db),
-                Arc::clone(&enc),
-                Some(Arc::clone(&runs)),
-                config.changes.clone(),
-            )
-        });
+        let feed = Some(changes::feed::ChangeFeed::new(
+            Arc::clone(&db),
+            Arc::clone(&enc),
+            Some(Arc::clone(&runs)),
+            config.changes.clone(),
+        ));
         Ok(Bridge {
             db,
             enc,

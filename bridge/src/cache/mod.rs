@@ -471,7 +471,7 @@ impl EncService {
         }
         Ok(Cached {
             doc,
-            deps: Arc::from([Dep::HostName(name.to_owned())]),
+            deps: Arc::from([Dep::host_name(name)]),
         })
     }
 
@@ -484,7 +484,7 @@ impl EncService {
             .await
             .and_then(|lsn| crate::store::health::parse_lsn(&lsn))
             .unwrap_or(0);
-        let need = fence.max(self.gates.required(&[Dep::HostName(name.to_owned())]));
+        let need = fence.max(self.gates.required(&[Dep::host_name(name)]));
         if need > 0 {
             Route::After(need)
         } else {
@@ -577,7 +577,7 @@ impl EncService {
         // The position first: the statements after it see at least its data.
         let (lsn, host) =
             futures::try_join!(rows::read_position(&client), rows::find_host(&client, name))?;
-        let mut deps = vec![Dep::HostName(name.to_owned())];
+        let mut deps = vec![Dep::host_name(name)];
         let Some(host) = host else {
             return Ok((Computed::Doc(Doc::NotFound), deps, lsn));
         };
@@ -705,10 +705,10 @@ fn host_deps(
 ) -> Vec<Dep> {
     let mut deps = vec![
         Dep::Host(host.id),
-        Dep::HostName(host.name.clone()),
+        Dep::host_name(&host.name),
         Dep::ConfigGroups,
     ];
-    deps.extend(host.certname.clone().map(Dep::HostName));
+    deps.extend(host.certname.as_deref().map(Dep::host_name));
     deps.extend(parts.facet.as_ref().map(|facet| Dep::HostFacet(facet.id)));
     for hostgroup in hostgroup_path {
         deps.push(Dep::Hostgroup(hostgroup.id));

@@ -74,10 +74,14 @@ impl ChangeFeed {
         })
     }
 
-    /// Starts following (and pruning) on the current tokio runtime.
+    /// Starts following (unless `changes.enabled` is off) and pruning
+    /// (always: the triggers keep logging until `migrate --uninstall`) on the
+    /// current tokio runtime.
     pub fn spawn(self: &Arc<Self>) {
-        let this = Arc::clone(self);
-        tokio::spawn(async move { this.follow().await });
+        if self.config.enabled {
+            let this = Arc::clone(self);
+            tokio::spawn(async move { this.follow().await });
+        }
         let this = Arc::clone(self);
         tokio::spawn(async move { this.prune_loop().await });
     }

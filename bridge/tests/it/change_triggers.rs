@@ -210,8 +210,8 @@ async fn only_changes_of_watched_columns_are_logged() {
     match affects(&rows[0].tbl, &rows[0].keys) {
         Affects::Some(deps) => {
             assert!(deps.contains(&Dep::Host(i64::from(id))), "{deps:?}");
-            assert!(deps.contains(&Dep::HostName(name.clone())), "{deps:?}");
-            assert!(deps.contains(&Dep::HostName("renamed.example.com".into())));
+            assert!(deps.contains(&Dep::host_name(&name)), "{deps:?}");
+            assert!(deps.contains(&Dep::host_name("renamed.example.com")));
         }
         Affects::All => panic!("a host change must be targeted"),
     }

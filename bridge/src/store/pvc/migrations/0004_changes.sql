@@ -52,8 +52,9 @@ AS $$
 DECLARE
     new_row  jsonb;
     old_row  jsonb;
+    any_row  jsonb;
     arg      text;
-    in_keys  boolean := false;
+    sep      int := array_position(TG_ARGV, '|');
     changed  boolean := TG_OP <> 'UPDATE';
     drifted  boolean := false;
     new_keys jsonb := '{}';
@@ -66,17 +67,10 @@ BEGIN
     END IF;
     IF TG_OP <> 'DELETE' THEN new_row := to_jsonb(NEW); END IF;
     IF TG_OP <> 'INSERT' THEN old_row := to_jsonb(OLD); END IF;
-    FOREACH arg IN ARRAY TG_ARGV LOOP
-        IF arg = '|' THEN
-            in_keys := true;
-        ELSIF in_keys THEN
-            IF new_row IS NOT NULL THEN
-                new_keys := new_keys || jsonb_build_object(arg, new_row -> arg);
-            END IF;
-            IF old_row IS NOT NULL THEN
-                old_keys := old_keys || jsonb_build_object(arg, old_row -> arg);
-            END IF;
-        ELSIF NOT coalesce(new_row, old_row) ? arg THEN
+    any_row := coalesce(new_row, old_row);
+    -- The watched columns (TG_ARGV counts from 0).
+    FOREACH arg IN ARRAY TG_ARGV[0:sep - 1] LOOP
+        IF NOT any_row ? arg THEN
             -- Renamed or dropped: whatever the change, log it.
             changed := true;
             drifted := true;
@@ -85,11 +79,21 @@ BEGIN
             changed := true;
         END IF;
     END LOOP;
-    IF changed THEN
-        INSERT INTO pvc.changes (tbl, op, keys, drift)
-        VALUES (TG_TABLE_NAME, left(TG_OP, 1),
-                jsonb_build_object('new', new_keys, 'old', old_keys), drifted);
+    -- Most updates (Foreman's report bookkeeping) end here.
+    IF NOT changed THEN
+        RETURN NULL;
     END IF;
+    FOREACH arg IN ARRAY TG_ARGV[sep + 1:] LOOP
+        IF new_row IS NOT NULL THEN
+            new_keys := new_keys || jsonb_build_object(arg, new_row -> arg);
+        END IF;
+        IF old_row IS NOT NULL THEN
+            old_keys := old_keys || jsonb_build_object(arg, old_row -> arg);
+        END IF;
+    END LOOP;
+    INSERT INTO pvc.changes (tbl, op, keys, drift)
+    VALUES (TG_TABLE_NAME, left(TG_OP, 1),
+            jsonb_build_object('new', new_keys, 'old', old_keys), drifted);
     RETURN NULL;
 END
 $$;
