@@ -411,7 +411,10 @@ mod tests {
         ];
         expected.sort();
         assert_eq!(affects("hosts", &keys), Affects::Some(expected));
-        assert_ne!(Dep::host_name("a.example.com"), Dep::host_name("b.example.com"));
+        assert_ne!(
+            Dep::host_name("a.example.com"),
+            Dep::host_name("b.example.com")
+        );
         assert_eq!(std::mem::size_of::<Dep>(), 16);
     }
 
