@@ -131,8 +131,9 @@ def render(run):
     w("")
     w(f"Changes never shown within 30 s: {missing}. Loads done again because they had read rows older than a "
       f"change: {f.get('superseded_loads', '–')}; feed rows acted on: {f.get('feed_rows_bridge', '–')}; "
-      f"flushes for a gap or reset: {f.get('feed_resets', '–')}. Both ends are polled (psql about every 10 ms, "
-      "curl as fast as it goes), which adds up to ~10 ms to each figure.")
+      f"flushes for a gap or reset: {f.get('feed_resets', '–')}. Both ends are polled by starting a process "
+      "(`psql`, `curl`) each time, on the same 2 cores as the load: each figure includes up to one such start "
+      "(tens of milliseconds here), so they are upper bounds.")
     if load:
         p = load["pct"]
         w(f"The read load meanwhile: {load['ok']:,} ENC answers 200, p50 {p.get('p50', 0):.2f} ms, "

@@ -31,9 +31,9 @@ pub struct Cursor {
     /// Missing ids above `horizon`, with the `xmax` of the snapshot that
     /// first missed them.
     gaps: BTreeMap<i64, u64>,
-    /// Rows at or below it visible at the first read were committed before
-    /// this reader started: marked handled, not acted on (nothing was
-    /// cached yet). Rows below it that appear later are acted on.
+    /// Rows at or below it were committed before this reader started:
+    /// marked handled, not acted on (nothing was cached yet), unless a read
+    /// found them missing first (in flight at the start).
     quiet_upto: i64,
 }
 
@@ -84,8 +84,10 @@ impl Cursor {
             if id <= self.horizon || !self.seen.insert(id) {
                 continue;
             }
-            self.gaps.remove(&id);
-            if id > self.quiet_upto {
+            // A row from before the start is acted on only if an earlier
+            // read missed it (it was in flight then).
+            let was_gap = self.gaps.remove(&id).is_some();
+            if id > self.quiet_upto || was_gap {
                 step.fresh.push(id);
             }
         }
@@ -102,14 +104,12 @@ impl Cursor {
             if !self.seen.contains(&id) {
                 self.gaps.entry(id).or_insert(snapshot.xmax);
                 if self.gaps.len() > MAX_GAPS {
-                    self.quiet_upto = i64::MIN;
                     step.overflow = true;
                     return step;
                 }
             }
             id += 1;
         }
-        self.quiet_upto = i64::MIN;
         // Gaps whose transactions have all ended are closed.
         self.gaps
             .retain(|_, first_xmax| snapshot.xmin < *first_xmax);
@@ -185,6 +185,21 @@ mod tests {
         let step = cursor.observe(&[8, 9, 10, 11], snap(22, 23), true);
         assert_eq!(step.fresh, [8]);
         assert_eq!(cursor.read_after(), 11);
+    }
+
+    #[test]
+    fn a_start_window_read_in_several_batches_stays_quiet() {
+        let mut cursor = Cursor::starting(10, 10);
+        assert!(cursor
+            .observe(&[1, 2, 3, 4, 5], snap(20, 20), false)
+            .fresh
+            .is_empty());
+        assert!(cursor
+            .observe(&[6, 7, 8, 9, 10], snap(20, 20), true)
+            .fresh
+            .is_empty());
+        assert_eq!(cursor.read_after(), 10);
+        assert_eq!(cursor.observe(&[11], snap(20, 21), true).fresh, [11]);
     }
 
     #[test]

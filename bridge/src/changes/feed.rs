@@ -194,13 +194,13 @@ impl ChangeFeed {
         let fresh: BTreeSet<i64> = fresh.iter().copied().collect();
         let mut deps = Vec::new();
         let mut everything = false;
-        let mut directory = false;
+        let mut directory = tables::DirectoryEffect::default();
         for row in read.rows.iter().filter(|r| fresh.contains(&r.id)) {
             self.stats.rows.fetch_add(1, Ordering::Relaxed);
             if row.drift && self.stats.drift_rows.fetch_add(1, Ordering::Relaxed) == 0 {
                 tracing::warn!(table = %row.table, "a column the bridge reads is missing from a Foreman table (renamed by an upgrade?): every change of that table is logged; upgrade the bridge and run `pvc-bridge migrate`");
             }
-            directory |= tables::touches_directory(&row.table);
+            directory.add(&row.table, &row.keys);
             match tables::affects(&row.table, &row.keys) {
                 Affects::All => everything = true,
                 Affects::Some(more) => deps.extend(more),
@@ -214,9 +214,11 @@ impl ChangeFeed {
         deps.dedup();
         tracing::debug!(rows = fresh.len(), deps = deps.len(), at = %format_lsn(read.position), "change feed: dropping affected entries");
         self.enc.changed(&Affects::Some(deps), read.position);
-        if directory {
-            if let Some(runs) = &self.runs {
+        if let Some(runs) = &self.runs {
+            if directory.rebuild {
                 runs.directory_changed(read.position);
+            } else if !directory.is_empty() {
+                runs.hosts_changed(directory.host_ids, directory.host_names, read.position);
             }
         }
     }

@@ -379,13 +379,67 @@ fn parameter_deps(kind: &str, reference: Option<i64>) -> Option<Vec<Dep>> {
     Some(vec![dep])
 }
 
-/// Whether a change of `table` can change a host's `/host` answer (pool,
-/// flags, monitored files: host, parameter, hostgroup and taxonomy rows).
-pub fn touches_directory(table: &str) -> bool {
-    matches!(
-        table,
-        "hosts" | "nics" | "parameters" | "hostgroups" | "taxonomies" | "settings"
-    )
+/// What a change means for the `/host` directory (pools, flags, monitored
+/// files come from host, parameter, hostgroup and taxonomy rows).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct DirectoryEffect {
+    /// Hosts to read again, by id and by name (certname or name, old and
+    /// new: a renamed host is gone under its old name).
+    pub host_ids: Vec<i64>,
+    pub host_names: Vec<String>,
+    /// Rebuild the whole directory (a hostgroup, taxonomy, a parameter of
+    /// those levels, a setting; or a row that cannot be attributed).
+    pub rebuild: bool,
+}
+
+impl DirectoryEffect {
+    pub fn is_empty(&self) -> bool {
+        self.host_ids.is_empty() && self.host_names.is_empty() && !self.rebuild
+    }
+
+    /// Adds what a change of `table` with `keys` means.
+    pub fn add(&mut self, table: &str, keys: &Json) {
+        let rows: Vec<&Json> = ["old", "new"]
+            .iter()
+            .filter_map(|side| keys.get(side))
+            .filter(|row| row.as_object().is_some_and(|o| !o.is_empty()))
+            .collect();
+        let relevant = matches!(
+            table,
+            "hosts" | "nics" | "parameters" | "hostgroups" | "taxonomies" | "settings"
+        );
+        if !relevant {
+            return;
+        }
+        if rows.is_empty() {
+            self.rebuild = true;
+            return;
+        }
+        for row in rows {
+            let id = |column: &str| row.get(column).and_then(Json::as_i64);
+            match table {
+                "hosts" => {
+                    self.host_ids.extend(id("id"));
+                    for column in ["name", "certname"] {
+                        if let Some(name) = row.get(column).and_then(Json::as_str) {
+                            self.host_names.push(name.to_owned());
+                        }
+                    }
+                }
+                "nics" => match id("host_id") {
+                    Some(host) => self.host_ids.push(host),
+                    None => self.rebuild = true,
+                },
+                "parameters" => {
+                    match (row.get("type").and_then(Json::as_str), id("reference_id")) {
+                        (Some("HostParameter"), Some(host)) => self.host_ids.push(host),
+                        _ => self.rebuild = true,
+                    }
+                }
+                _ => self.rebuild = true,
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -459,6 +513,47 @@ mod tests {
         let keys = change(json!({"host_id": null}), json!({}));
         assert_eq!(affects("nics", &keys), Affects::All);
         assert_eq!(affects("hosts", &json!({})), Affects::All);
+    }
+
+    #[test]
+    fn host_rows_reload_hosts_and_group_rows_rebuild_the_directory() {
+        let mut effect = DirectoryEffect::default();
+        effect.add(
+            "hosts",
+            &change(
+                json!({"id": 7, "name": "new.example.com", "certname": null}),
+                json!({"id": 7, "name": "old.example.com", "certname": null}),
+            ),
+        );
+        effect.add("nics", &change(json!({"host_id": 8}), json!({})));
+        effect.add(
+            "parameters",
+            &change(
+                json!({"type": "HostParameter", "reference_id": 9}),
+                json!({}),
+            ),
+        );
+        effect.add(
+            "lookup_values",
+            &change(json!({"lookup_key_id": 1}), json!({})),
+        );
+        assert_eq!(effect.host_ids, [7, 7, 8, 9]);
+        assert_eq!(effect.host_names, ["old.example.com", "new.example.com"]);
+        assert!(!effect.rebuild);
+        effect.add(
+            "parameters",
+            &change(
+                json!({"type": "GroupParameter", "reference_id": 3}),
+                json!({}),
+            ),
+        );
+        assert!(effect.rebuild);
+        let mut effect = DirectoryEffect::default();
+        effect.add("settings", &change(json!({"name": "x"}), json!({})));
+        assert!(effect.rebuild);
+        let mut effect = DirectoryEffect::default();
+        effect.add("environments", &change(json!({"id": 1}), json!({})));
+        assert!(effect.is_empty());
     }
 
     #[test]

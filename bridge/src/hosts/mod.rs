@@ -66,6 +66,14 @@ impl HostDirectory {
             .cloned()
     }
 
+    /// The host with Foreman id `id`.
+    pub fn by_id(&self, id: i64) -> Option<Arc<HostInfo>> {
+        self.hosts
+            .binary_search_by_key(&id, |info| info.id)
+            .ok()
+            .map(|ix| Arc::clone(&self.hosts[ix]))
+    }
+
     pub fn len(&self) -> usize {
         self.hosts.len()
     }

@@ -277,6 +277,11 @@ fn render_runs(state: &AppState, out: &mut String) {
             relaxed(&runs.forced_over_budget),
         ),
         (
+            "pvc_bridge_hosts_reloaded_total",
+            "Hosts read again one by one because the change feed showed a change of their rows.",
+            relaxed(&runs.hosts_reloaded),
+        ),
+        (
             "pvc_bridge_status_failures_total",
             "Failed reads of a puppetserver's status API.",
             relaxed(&runs.status_failures),

@@ -51,6 +51,8 @@ pub struct PollAnswer {
 /// Counters for `/metrics`.
 #[derive(Debug, Default)]
 pub struct RunStats {
+    /// Hosts read again one by one for the change feed.
+    pub hosts_reloaded: AtomicU64,
     pub polls: AtomicU64,
     pub polls_file_change: AtomicU64,
     pub unknown_hosts: AtomicU64,
@@ -128,6 +130,10 @@ impl OwnRuns {
     }
 }
 
+/// A host read again for the change feed: the WAL position it was read at,
+/// and what was found (`None`: no such host any more).
+type Reloaded = (u64, Option<Arc<HostInfo>>);
+
 pub struct RunService {
     db: Arc<Db>,
     /// Stores reports, or spools them while the primary is unreachable.
@@ -138,6 +144,10 @@ pub struct RunService {
     directory: RwLock<Arc<HostDirectory>>,
     /// Hosts found one by one since the last directory load.
     extra: RwLock<HashMap<String, Arc<HostInfo>>>,
+    /// Hosts the change feed showed changed since the directory was built,
+    /// by certname and by name: read again (`None`: gone), with the WAL
+    /// position they were read at. Looked up before the directory.
+    changed_hosts: RwLock<HashMap<String, Reloaded>>,
     own_runs: Mutex<OwnRuns>,
     /// Foreman's tables when the directory was built, and refreshes since.
     fingerprint: Mutex<(String, u32)>,
@@ -183,6 +193,7 @@ impl RunService {
             directory_gate: std::sync::atomic::AtomicU64::new(0),
             directory_wake: tokio::sync::Notify::new(),
             extra: RwLock::new(HashMap::new()),
+            changed_hosts: RwLock::new(HashMap::new()),
             own_runs: Mutex::new(OwnRuns::default()),
             fingerprint: Mutex::new((String::new(), 0)),
             foreign_runs: Mutex::new(OwnRuns::default()),
@@ -386,6 +397,91 @@ impl RunService {
         self.directory_wake.notify_one();
     }
 
+    /// The change feed saw rows of these hosts change (by Foreman id and by
+    /// name) at WAL position `position`: each is read again from a server
+    /// that has replayed it, in the background, instead of the whole
+    /// directory.
+    pub fn hosts_changed(self: &Arc<Self>, ids: Vec<i64>, names: Vec<String>, position: u64) {
+        let this = Arc::clone(self);
+        tokio::spawn(async move {
+            if let Err(error) = this.reload_hosts(&ids, names, position).await {
+                tracing::warn!(error = %format!("{error:#}"), "reading changed hosts failed; the directory is rebuilt instead");
+                this.directory_changed(position);
+            }
+        });
+    }
+
+    async fn reload_hosts(
+        &self,
+        ids: &[i64],
+        mut names: Vec<String>,
+        position: u64,
+    ) -> anyhow::Result<()> {
+        {
+            let directory = Arc::clone(&self.directory.read().unwrap_or_else(|e| e.into_inner()));
+            names.extend(
+                ids.iter()
+                    .filter_map(|id| directory.by_id(*id))
+                    .map(|info| info.certname.to_string()),
+            );
+            let known = |info: &Arc<HostInfo>| ids.contains(&info.id);
+            let extra = self.extra.read().unwrap_or_else(|e| e.into_inner());
+            names.extend(
+                extra
+                    .values()
+                    .filter(|i| known(i))
+                    .map(|i| i.certname.to_string()),
+            );
+            let changed = self.changed_hosts.read().unwrap_or_else(|e| e.into_inner());
+            names.extend(
+                changed
+                    .values()
+                    .filter_map(|(_, info)| info.as_ref().filter(|i| known(i)))
+                    .map(|i| i.certname.to_string()),
+            );
+        }
+        names.sort();
+        names.dedup();
+        if names.is_empty() {
+            return Ok(());
+        }
+        let lsn = crate::store::health::format_lsn(position);
+        let (client, _) = self.db.read_after(&lsn).await?;
+        let read_at = crate::store::foreman::read_position(&client).await?;
+        for name in names {
+            let info = hosts::load_host(&client, &self.flags, &name)
+                .await?
+                .map(Arc::new);
+            {
+                let mut scheduler = self.scheduler();
+                match &info {
+                    Some(info) => {
+                        scheduler.upsert_host(info.certname.as_str(), self.pool_of(info));
+                    }
+                    None => {
+                        if let Some(ix) = scheduler.host_ix(&name) {
+                            scheduler.retire(ix);
+                        }
+                    }
+                }
+            }
+            let mut changed = self
+                .changed_hosts
+                .write()
+                .unwrap_or_else(|e| e.into_inner());
+            let certname = info.as_ref().map(|i| i.certname.to_string());
+            for key in std::iter::once(name).chain(certname) {
+                let entry = changed.entry(key).or_insert((0, None));
+                // Two reloads may finish out of order: the newer read wins.
+                if entry.0 <= read_at {
+                    *entry = (read_at, info.clone());
+                }
+            }
+            self.stats.hosts_reloaded.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
     async fn refresh_directory_after(&self, position: u64) -> anyhow::Result<()> {
         let lsn = crate::store::health::format_lsn(position);
         let (client, _) = self.db.read_after(&lsn).await?;
@@ -426,6 +522,7 @@ impl RunService {
         fingerprint: String,
     ) -> anyhow::Result<()> {
         let started = std::time::Instant::now();
+        let read_at = crate::store::foreman::read_position(client).await?;
         let (directory, report) = hosts::load_directory(client, &self.flags).await?;
         // Polls wait on the scheduler's lock: update it in slices, never
         // 100K hosts at once.
@@ -468,6 +565,11 @@ impl RunService {
         drop(old);
         let old_extra = std::mem::take(&mut *self.extra.write().unwrap_or_else(|e| e.into_inner()));
         drop(old_extra);
+        // Hosts read again after this build's data stay; older ones are in it.
+        self.changed_hosts
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|_, (at, _)| *at > read_at);
         self.loaded.store(true, Ordering::Relaxed);
         *self.fingerprint.lock().unwrap_or_else(|e| e.into_inner()) = (fingerprint, 0);
         self.stats.directory_loads.fetch_add(1, Ordering::Relaxed);
@@ -544,6 +646,16 @@ impl RunService {
     /// Finds a host: the directory, then (for hosts added since the last
     /// load) one query on a replica.
     async fn host(&self, certname: &Certname) -> Result<Arc<HostInfo>, RunError> {
+        if let Some((_, info)) = self
+            .changed_hosts
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(certname.as_str())
+        {
+            return info
+                .clone()
+                .ok_or_else(|| RunError::UnknownHost(certname.to_string()));
+        }
         if let Some(info) = self
             .directory
             .read()

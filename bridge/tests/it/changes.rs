@@ -448,3 +448,115 @@ async fn with_two_replicas_at_different_lag_the_late_one_never_serves_an_old_ans
         "the late replica was never picked right after a change: the test did not test the gate"
     );
 }
+
+/// `/host` answers follow the feed too: a host's own parameter reloads that
+/// host alone; a hostgroup parameter rebuilds the directory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_decisions_follow_the_feed() {
+    let db = migrated_db("changes_host").await;
+    let primary = cluster::connect(&db.primary_url).await.expect("primary");
+    let host_id: i32 = primary
+        .query_one("SELECT id FROM hosts WHERE name = $1", &[&HOST])
+        .await
+        .expect("host")
+        .get(0);
+    primary
+        .batch_execute(&format!(
+            "INSERT INTO parameters (type, reference_id, name, value, key_type, created_at, updated_at) \
+             VALUES ('HostParameter', {host_id}, 'pvc_facter_rollout', 'one', 'string', now(), now()), \
+                    ('GroupParameter', (SELECT id FROM hostgroups WHERE title = 'base'), \
+                     'pvc_facter_wave', 'w1', 'string', now(), now())"
+        ))
+        .await
+        .expect("parameters");
+    let dir = std::env::temp_dir().join(format!("pvc-it-changes-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let file = dir.join("bridge.toml");
+    std::fs::write(
+        &file,
+        "[scheduler]\nfact_interval_secs = 0\n[[scheduler.servers]]\nname = \"puppet1.example.com\"\njrubies = 8\n",
+    )
+    .expect("config file");
+    let env = [
+        ("PVC_LISTEN", "127.0.0.1:0"),
+        ("PVC_DATABASE__PRIMARY", db.primary_url.as_str()),
+        ("PVC_DATABASE__REPLICAS", db.replica_url.as_str()),
+        ("PVC_DATABASE__POOL_SIZE", "4"),
+        ("PVC_DATABASE__HEALTH_CHECK_MS", "100"),
+        ("PVC_CHANGES__POLL_MS", "100"),
+        ("PVC_CHANGES__DIRECTORY_MIN_INTERVAL_MS", "100"),
+        // Only the feed may change the directory in this test.
+        ("PVC_SCHEDULER__HOSTS_REFRESH_SECS", "3600"),
+    ]
+    .map(|(k, v)| (k.to_owned(), v.to_owned()));
+    let config = pvc_bridge::config::load_from(Some(&file), env.to_vec()).expect("configuration");
+    let bridge = start(config).await;
+    bridge.bridge.runs.start().expect("run service");
+    bridge
+        .bridge
+        .runs
+        .refresh_directory()
+        .await
+        .expect("host directory");
+
+    let answer = |bridge: &TestBridge| {
+        let bridge = bridge.base.clone();
+        async move {
+            let body = reqwest::get(format!("{bridge}/host?fqdn={HOST}"))
+                .await
+                .expect("request")
+                .text()
+                .await
+                .expect("body");
+            body
+        }
+    };
+    let wait_for = |wanted: &'static str| {
+        let answer = &answer;
+        let bridge = &bridge;
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                let body = answer(bridge).await;
+                if body.contains(wanted) {
+                    return;
+                }
+                assert!(Instant::now() < deadline, "{wanted} never in /host: {body}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    wait_for("FACTER_ROLLOUT='one'").await;
+    wait_for("FACTER_WAVE='w1'").await;
+    let reloaded = || {
+        bridge
+            .bridge
+            .runs
+            .stats
+            .hosts_reloaded
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    let before = reloaded();
+
+    primary
+        .execute(
+            "UPDATE parameters SET value = 'two' WHERE name = 'pvc_facter_rollout'",
+            &[],
+        )
+        .await
+        .expect("host parameter");
+    wait_for("FACTER_ROLLOUT='two'").await;
+    assert!(reloaded() > before, "the host was read again on its own");
+
+    primary
+        .execute(
+            "UPDATE parameters SET value = 'w2' WHERE name = 'pvc_facter_wave'",
+            &[],
+        )
+        .await
+        .expect("group parameter");
+    wait_for("FACTER_WAVE='w2'").await;
+    // The host's own change survived the rebuild.
+    wait_for("FACTER_ROLLOUT='two'").await;
+    bridge.stop().await;
+}
