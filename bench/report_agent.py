@@ -8,7 +8,7 @@ against its target and says "missed" plainly when it is.
 
 import os
 
-from report_util import SUMMARY_HEAD, load_facts, missed_lines, run_rows, verdict
+from report_util import SUMMARY_HEAD, load_facts, missed_lines, nearest_rank as pct, run_rows, verdict
 
 # Targets (from the issue): idle RSS, idle CPU ("≈ 0": below 0.1% of one
 # core), file change → Puppet started when the bridge grants.
@@ -31,15 +31,6 @@ def latencies(run, label):
             elif line:
                 values.append(float(line))
     return values, missing
-
-
-def pct(values, p):
-    """The p-th percentile, nearest rank (values need not be sorted)."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = max(1, -(-len(ordered) * p // 100))
-    return ordered[int(rank) - 1]
 
 
 def ms(x):

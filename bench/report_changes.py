@@ -9,7 +9,7 @@ plainly when it is.
 import os
 import statistics
 
-from report_util import SUMMARY_HEAD, load_facts, missed_lines, oha, run_rows, verdict
+from report_util import SUMMARY_HEAD, load_facts, missed_lines, nearest_rank as pct, oha, run_rows, verdict
 
 # Targets: the "within 1 s of reaching the replica (p99)"; what the
 # triggers may add to one of Foreman's writes: 1% of the 80.4 ms median that
@@ -26,14 +26,6 @@ WORKLOADS = [
     ("edit", "a host's comment edited (watched: one feed row)"),
     ("param", "a host parameter created and deleted, one transaction (two feed rows)"),
 ]
-
-
-def pct(values, p):
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = max(1, -(-len(ordered) * p // 100))
-    return ordered[int(rank) - 1]
 
 
 def freshness(run):

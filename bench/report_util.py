@@ -47,6 +47,15 @@ def ms(x, digits=2):
     return "–" if x is None else f"{x:.{digits}f} ms"
 
 
+def nearest_rank(values, p):
+    """The p-th percentile, nearest rank (values need not be sorted)."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, -(-len(ordered) * p // 100))
+    return ordered[int(rank) - 1]
+
+
 def verdict(ok):
     return "**met**" if ok else "**MISSED**"
 

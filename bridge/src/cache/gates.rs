@@ -48,9 +48,9 @@ impl Gates {
 
     /// The position a load of an entry built from `deps` must have
     /// replayed (0: any).
-    pub fn required(&self, deps: &[Dep]) -> u64 {
+    pub fn required<'a>(&self, deps: impl IntoIterator<Item = &'a Dep>) -> u64 {
         let inner = self.lock();
-        deps.iter()
+        deps.into_iter()
             .filter_map(|dep| inner.by_dep.get(dep).map(|(position, _)| *position))
             .fold(inner.global, u64::max)
     }

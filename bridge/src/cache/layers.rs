@@ -210,7 +210,7 @@ impl Layers {
             let key = Key::HostgroupPath(id);
             let entry = Entry::new(&key, Layer::HostgroupPath(Arc::new(chain)));
             // A chain a change touched meanwhile is loaded when asked for.
-            if self.gates.required(&entry.deps) <= lsn {
+            if self.gates.required(entry.deps.iter()) <= lsn {
                 self.cache.insert(key, entry).await;
             }
         }
@@ -285,7 +285,7 @@ impl Layers {
                 let entry = Entry::new(&key, self.fetch(at, key.clone()).await?);
                 // Loaded from rows older than a change to what it is built
                 // from: not cached; the request loads again from newer data.
-                let need = self.gates.required(&entry.deps);
+                let need = self.gates.required(entry.deps.iter());
                 if at.lsn < need {
                     return Err(EncError::Superseded(need));
                 }
@@ -306,7 +306,7 @@ impl Layers {
                     lsn,
                 };
                 let entry = Entry::new(&key, this.fetch(at, key.clone()).await?);
-                let need = this.gates.required(&entry.deps);
+                let need = this.gates.required(entry.deps.iter());
                 if lsn < need {
                     return Err(EncError::Superseded(need));
                 }

@@ -141,15 +141,65 @@ impl EncError {
 #[derive(Clone, Debug)]
 struct Cached {
     doc: Doc,
-    deps: Arc<[Dep]>,
+    deps: Deps,
 }
 
 impl Cached {
     fn weight(&self, key: &str) -> u32 {
-        let deps = self.deps.len() * std::mem::size_of::<Dep>();
+        let deps = self.deps.own.len() * std::mem::size_of::<Dep>() + 32;
         self.doc
             .weight(key)
             .saturating_add(u32::try_from(deps).unwrap_or(u32::MAX))
+    }
+}
+
+/// What a document was built from: the host's own rows, and the layers it
+/// shares with many other hosts (hostgroup and taxonomy chains, operating
+/// system, environment, lookup keys…). The shared part is interned: one
+/// copy per combination, not one per host.
+#[derive(Clone, Debug)]
+struct Deps {
+    own: Box<[Dep]>,
+    shared: Arc<[Dep]>,
+}
+
+impl Deps {
+    fn iter(&self) -> impl Iterator<Item = &Dep> {
+        self.own.iter().chain(self.shared.iter())
+    }
+}
+
+/// The shared parts of documents' dependencies, one copy of each.
+#[derive(Default)]
+struct Interner(Mutex<HashSet<Arc<[Dep]>>>);
+
+impl Interner {
+    /// Combinations kept at most; beyond, the table starts over (entries
+    /// still in use keep their copy alive).
+    const MAX: usize = 100_000;
+
+    fn deps(&self, mut all: Vec<Dep>) -> Deps {
+        all.sort();
+        all.dedup();
+        let (own, shared): (Vec<Dep>, Vec<Dep>) = all
+            .into_iter()
+            .partition(|dep| matches!(dep, Dep::Host(_) | Dep::HostName(_) | Dep::HostFacet(_)));
+        let mut table = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let shared = match table.get(shared.as_slice()) {
+            Some(found) => Arc::clone(found),
+            None => {
+                if table.len() >= Self::MAX {
+                    table.clear();
+                }
+                let new: Arc<[Dep]> = shared.into();
+                table.insert(Arc::clone(&new));
+                new
+            }
+        };
+        Deps {
+            own: own.into_boxed_slice(),
+            shared,
+        }
     }
 }
 
@@ -206,6 +256,7 @@ pub struct EncService {
     foreman: Option<Arc<ForemanClient>>,
     docs: Cache<String, Cached>,
     gates: Arc<Gates>,
+    interner: Interner,
     /// Names whose data changed by a write this bridge made (Foreman's
     /// import of their facts), with the primary's WAL position after it:
     /// their next loads read a replica that has replayed it, or the primary.
@@ -252,6 +303,7 @@ impl EncService {
             foreman,
             docs,
             gates,
+            interner: Interner::default(),
             // Long enough for any replica that is in use at all to replay.
             fences: Cache::builder()
                 .max_capacity(100_000)
@@ -471,7 +523,7 @@ impl EncService {
         }
         Ok(Cached {
             doc,
-            deps: Arc::from([Dep::host_name(name)]),
+            deps: self.interner.deps(vec![Dep::host_name(name)]),
         })
     }
 
@@ -506,7 +558,7 @@ impl EncService {
         for _ in 0..ATTEMPTS {
             let need = match self.load_from(name, route).await {
                 Ok((cached, lsn)) => {
-                    let need = self.gates.required(&cached.deps);
+                    let need = self.gates.required(cached.deps.iter());
                     if lsn >= need {
                         return Ok(cached);
                     }
@@ -533,7 +585,7 @@ impl EncService {
     async fn load_from(&self, name: &str, route: Route) -> Result<(Cached, u64), EncError> {
         self.stats.loads.fetch_add(1, Ordering::Relaxed);
         let (computed, deps, lsn) = self.compute(name, route).await?;
-        let deps: Arc<[Dep]> = deps.into();
+        let deps = self.interner.deps(deps);
         let doc = match computed {
             Computed::Doc(doc) => doc,
             Computed::Unsupported(host_name, reason) => {
@@ -749,4 +801,33 @@ enum Computed {
     Doc(Doc),
     /// (host name for Foreman's API, why the bridge cannot compute it)
     Unsupported(String, Unsupported),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_with_the_same_layers_share_one_copy_of_their_dependencies() {
+        let interner = Interner::default();
+        let a = interner.deps(vec![
+            Dep::Host(1),
+            Dep::Hostgroup(3),
+            Dep::host_name("a.example.com"),
+            Dep::Os(2),
+            Dep::Os(2),
+        ]);
+        let b = interner.deps(vec![
+            Dep::Os(2),
+            Dep::host_name("b.example.com"),
+            Dep::Hostgroup(3),
+            Dep::Host(2),
+        ]);
+        assert!(Arc::ptr_eq(&a.shared, &b.shared));
+        assert_eq!(&*a.shared, &[Dep::Hostgroup(3), Dep::Os(2)]);
+        assert_eq!(a.own.len(), 2);
+        assert_eq!(a.iter().count(), 4);
+        let c = interner.deps(vec![Dep::Host(3), Dep::Os(4)]);
+        assert!(!Arc::ptr_eq(&a.shared, &c.shared));
+    }
 }

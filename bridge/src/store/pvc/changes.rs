@@ -54,33 +54,20 @@ pub async fn install(client: &Client, owner: &str) -> Result<Installed, PvcError
             "changes.owner_role {owner:?}: a lowercase SQL identifier is needed"
         )));
     }
-    client
-        .batch_execute("BEGIN")
-        .await
-        .map_err(db_error("starting the change feed's installation"))?;
-    let result = install_in_transaction(client, owner).await;
-    let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
-    let ended = client.batch_execute(end).await;
-    let installed = result?;
-    ended.map_err(db_error("committing the change feed's installation"))?;
-    Ok(installed)
+    super::migrate::locked_transaction(client, install_in_transaction(client, owner)).await
 }
 
-async fn install_in_transaction(client: &Client, owner: &str) -> Result<Installed, PvcError> {
-    // One installer at a time (the migrations' lock).
-    client
-        .execute(
-            "SELECT pg_advisory_xact_lock($1)",
-            &[&super::migrate::MIGRATION_LOCK],
-        )
-        .await
-        .map_err(db_error("waiting for other migrations"))?;
-    // No "does not exist, skipping" notice per table in the operator's
-    // terminal.
+/// No "does not exist, skipping" notice per table in the operator's
+/// terminal.
+async fn quiet(client: &Client) -> Result<(), PvcError> {
     client
         .batch_execute("SET LOCAL client_min_messages = warning")
         .await
-        .map_err(db_error("setting client_min_messages"))?;
+        .map_err(db_error("setting client_min_messages"))
+}
+
+async fn install_in_transaction(client: &Client, owner: &str) -> Result<Installed, PvcError> {
+    quiet(client).await?;
     // The role is cluster-wide: another database's migrate may create it at
     // the same moment.
     client
@@ -213,22 +200,8 @@ pub async fn uninstall(client: &Client, owner: &str) -> Result<Uninstalled, PvcE
             "changes.owner_role {owner:?}: a lowercase SQL identifier is needed"
         )));
     }
-    client
-        .batch_execute("BEGIN")
-        .await
-        .map_err(db_error("starting the uninstall"))?;
-    let result = async {
-        client
-            .execute(
-                "SELECT pg_advisory_xact_lock($1)",
-                &[&super::migrate::MIGRATION_LOCK],
-            )
-            .await
-            .map_err(db_error("waiting for other migrations"))?;
-        client
-            .batch_execute("SET LOCAL client_min_messages = warning")
-            .await
-            .map_err(db_error("setting client_min_messages"))?;
+    let mut removed = super::migrate::locked_transaction(client, async {
+        quiet(client).await?;
         let mut removed = Uninstalled::default();
         let rows = client
             .query(
@@ -259,12 +232,8 @@ pub async fn uninstall(client: &Client, owner: &str) -> Result<Uninstalled, PvcE
             .await
             .map_err(db_error("dropping schema pvc"))?;
         Ok::<_, PvcError>(removed)
-    }
-    .await;
-    let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
-    let ended = client.batch_execute(end).await;
-    let mut removed = result?;
-    ended.map_err(db_error("committing the uninstall"))?;
+    })
+    .await?;
     // Outside the transaction: a role other databases still use stays.
     let role_exists: bool = client
         .query_one(

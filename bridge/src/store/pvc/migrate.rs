@@ -41,7 +41,7 @@ const MIGRATIONS: &[Migration] = &[
 pub const SCHEMA_VERSION: u32 = MIGRATIONS[MIGRATIONS.len() - 1].version;
 
 /// Serialises migrations of one database ("pvc_mig" in ASCII).
-pub(super) const MIGRATION_LOCK: i64 = 0x0070_7663_5f6d_6967;
+const MIGRATION_LOCK: i64 = 0x0070_7663_5f6d_6967;
 
 const BOOTSTRAP: &str = "CREATE SCHEMA IF NOT EXISTS pvc; \
      CREATE TABLE IF NOT EXISTS pvc.schema_migrations \
@@ -91,25 +91,38 @@ pub async fn migrate_with(client: &Client, owner_role: &str) -> Result<Migrated,
     })
 }
 
-/// Applies `migration` unless recorded; `true` if it was applied now.
-async fn apply(client: &Client, migration: &Migration) -> Result<bool, PvcError> {
+/// Runs `work` in one transaction on `client` holding the migrations'
+/// lock (so concurrent `migrate`s queue), committed if it succeeds.
+/// `work` must use `client` and nothing else.
+pub(super) async fn locked_transaction<T>(
+    client: &Client,
+    work: impl std::future::Future<Output = Result<T, PvcError>>,
+) -> Result<T, PvcError> {
     client
         .batch_execute("BEGIN")
         .await
-        .map_err(db_error("starting a migration"))?;
-    let result = apply_in_transaction(client, migration).await;
+        .map_err(db_error("starting a migration transaction"))?;
+    let result = async {
+        client
+            .execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+            .await
+            .map_err(db_error("waiting for other migrations"))?;
+        work.await
+    }
+    .await;
     let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
     let ended = client.batch_execute(end).await;
-    let applied = result?;
-    ended.map_err(db_error("committing a migration"))?;
-    Ok(applied)
+    let value = result?;
+    ended.map_err(db_error("committing a migration transaction"))?;
+    Ok(value)
+}
+
+/// Applies `migration` unless recorded; `true` if it was applied now.
+async fn apply(client: &Client, migration: &Migration) -> Result<bool, PvcError> {
+    locked_transaction(client, apply_in_transaction(client, migration)).await
 }
 
 async fn apply_in_transaction(client: &Client, migration: &Migration) -> Result<bool, PvcError> {
-    client
-        .execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
-        .await
-        .map_err(db_error("waiting for other migrations"))?;
     if schema_version(client).await?.is_none() {
         client
             .batch_execute(BOOTSTRAP)
