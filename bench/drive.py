@@ -105,16 +105,31 @@ async def run(args, paths):
     statuses = {}
     body_bytes = 0
     errors = []
+    stale_retries = 0
     max_lag = 0.0
     loop = asyncio.get_running_loop()
 
     async def one(path, intended):
-        nonlocal body_bytes, max_lag
+        nonlocal body_bytes, max_lag, stale_retries
         sent = loop.time()
         max_lag = max(max_lag, sent - intended)
         try:
+            reused = bool(pool.idle)
             conn = await pool.take()
-            status, n = await conn.get(host_header, path)
+            try:
+                status, n = await conn.get(host_header, path)
+            except asyncio.IncompleteReadError as e:
+                # The server closed an idle keep-alive connection just as
+                # this request went out on it (actix closes idle ones after
+                # 5 s): like any HTTP client, send the idempotent GET once
+                # more on a new connection. Counted.
+                if not reused or e.partial:
+                    raise
+                stale_retries += 1
+                reader, writer = await asyncio.open_connection(pool.host, pool.port)
+                pool.opened += 1
+                conn = Conn(reader, writer)
+                status, n = await conn.get(host_header, path)
             pool.give(conn)
         except (OSError, asyncio.IncompleteReadError, ValueError) as e:
             errors.append(f"{path}: {e!r}")
@@ -160,6 +175,7 @@ async def run(args, paths):
         "requests": len(paths),
         "answered": len(latencies),
         "errors": len(errors),
+        "stale_connection_retries": stale_retries,
         "first_errors": errors[:5],
         "status": {str(k): v for k, v in sorted(statuses.items())},
         "body_bytes_200": body_bytes,
