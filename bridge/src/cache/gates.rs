@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::changes::tables::Dep;
+use crate::changes::tables::{Dep, Packed};
 
 /// How long a gate is kept: far longer than any load takes, so an entry
 /// loaded before the change cannot outlive its gate in flight.
@@ -25,7 +25,7 @@ pub struct Gates {
 struct Inner {
     /// Every entry: a change that affected everything.
     global: u64,
-    by_dep: HashMap<Dep, (u64, Instant)>,
+    by_dep: HashMap<Packed, (u64, Instant)>,
 }
 
 impl Gates {
@@ -33,7 +33,7 @@ impl Gates {
     pub fn raise(&self, deps: &[Dep], position: u64, now: Instant) {
         let mut inner = self.lock();
         for dep in deps {
-            let gate = inner.by_dep.entry(dep.clone()).or_insert((0, now));
+            let gate = inner.by_dep.entry(dep.packed()).or_insert((0, now));
             if gate.0 < position {
                 *gate = (position, now);
             }
@@ -48,7 +48,7 @@ impl Gates {
 
     /// The position a load of an entry built from `deps` must have
     /// replayed (0: any).
-    pub fn required<'a>(&self, deps: impl IntoIterator<Item = &'a Dep>) -> u64 {
+    pub fn required<'a>(&self, deps: impl IntoIterator<Item = &'a Packed>) -> u64 {
         let inner = self.lock();
         deps.into_iter()
             .filter_map(|dep| inner.by_dep.get(dep).map(|(position, _)| *position))
@@ -88,15 +88,22 @@ mod tests {
     fn a_load_must_be_past_the_newest_gate_of_its_dependencies() {
         let gates = Gates::default();
         let now = Instant::now();
-        assert_eq!(gates.required(&[Dep::Host(1)]), 0);
+        assert_eq!(gates.required(&[Dep::Host(1).packed()]), 0);
         gates.raise(&[Dep::Host(1), Dep::Hostgroup(2)], 100, now);
         gates.raise(&[Dep::Hostgroup(2)], 50, now);
-        assert_eq!(gates.required(&[Dep::Host(1)]), 100);
-        assert_eq!(gates.required(&[Dep::Hostgroup(2)]), 100, "gates only rise");
-        assert_eq!(gates.required(&[Dep::Host(3)]), 0);
+        assert_eq!(gates.required(&[Dep::Host(1).packed()]), 100);
+        assert_eq!(
+            gates.required(&[Dep::Hostgroup(2).packed()]),
+            100,
+            "gates only rise"
+        );
+        assert_eq!(gates.required(&[Dep::Host(3).packed()]), 0);
         gates.raise_all(70);
-        assert_eq!(gates.required(&[Dep::Host(3)]), 70);
-        assert_eq!(gates.required(&[Dep::Host(1), Dep::Host(3)]), 100);
+        assert_eq!(gates.required(&[Dep::Host(3).packed()]), 70);
+        assert_eq!(
+            gates.required(&[Dep::Host(1).packed(), Dep::Host(3).packed()]),
+            100
+        );
     }
 
     #[test]
@@ -109,6 +116,6 @@ mod tests {
         assert_eq!(gates.len(), 1);
         gates.prune(start + KEEP);
         assert!(gates.is_empty());
-        assert_eq!(gates.required(&[Dep::Users]), 5);
+        assert_eq!(gates.required(&[Dep::Users.packed()]), 5);
     }
 }

@@ -26,7 +26,7 @@ use moka::future::Cache;
 
 use super::gates::Gates;
 use super::EncError;
-use crate::changes::tables::Dep;
+use crate::changes::tables::{pack, Dep, Packed};
 use crate::enc::model::{
     ConfigGroupAssignments, Domain, Globals, Hostgroup, Os, Owner, OwnerRef, Proxy, PuppetEnv,
     Subnet, Taxonomy,
@@ -73,7 +73,7 @@ enum Layer {
 #[derive(Clone)]
 struct Entry {
     layer: Layer,
-    deps: Arc<[Dep]>,
+    deps: Arc<[Packed]>,
     loaded: Instant,
     refreshing: Arc<AtomicBool>,
 }
@@ -81,7 +81,7 @@ struct Entry {
 impl Entry {
     fn new(key: &Key, layer: Layer) -> Entry {
         Entry {
-            deps: layer_deps(key, &layer).into(),
+            deps: pack(layer_deps(key, &layer)).into(),
             layer,
             loaded: Instant::now(),
             refreshing: Arc::new(AtomicBool::new(false)),
@@ -231,7 +231,7 @@ impl Layers {
     }
 
     /// Drops the layers built from any of `deps`.
-    pub fn invalidate(&self, deps: Arc<HashSet<Dep>>) {
+    pub fn invalidate(&self, deps: Arc<HashSet<Packed>>) {
         let matched = self
             .cache
             .invalidate_entries_if(move |_, entry| entry.deps.iter().any(|d| deps.contains(d)));

@@ -40,7 +40,7 @@ use crate::foreman::{EncAnswer, ForemanClient, ForemanError};
 mod gates;
 mod layers;
 mod stale;
-use crate::changes::tables::{Affects, Dep};
+use crate::changes::tables::{pack, Affects, Dep, Packed};
 use crate::store::foreman::{self as rows, ReadError, SettingsOverrides};
 use crate::store::health::format_lsn;
 use crate::store::{Db, StoreError};
@@ -137,69 +137,19 @@ impl EncError {
     }
 }
 
-/// A cached document and what it was built from.
+/// A cached document and what it was built from (packed: 4 bytes each).
 #[derive(Clone, Debug)]
 struct Cached {
     doc: Doc,
-    deps: Deps,
+    deps: Box<[Packed]>,
 }
 
 impl Cached {
     fn weight(&self, key: &str) -> u32 {
-        let deps = self.deps.own.len() * std::mem::size_of::<Dep>() + 32;
+        let deps = self.deps.len() * std::mem::size_of::<Packed>() + 16;
         self.doc
             .weight(key)
             .saturating_add(u32::try_from(deps).unwrap_or(u32::MAX))
-    }
-}
-
-/// What a document was built from: the host's own rows, and the layers it
-/// shares with many other hosts (hostgroup and taxonomy chains, operating
-/// system, environment, lookup keys…). The shared part is interned: one
-/// copy per combination, not one per host.
-#[derive(Clone, Debug)]
-struct Deps {
-    own: Box<[Dep]>,
-    shared: Arc<[Dep]>,
-}
-
-impl Deps {
-    fn iter(&self) -> impl Iterator<Item = &Dep> {
-        self.own.iter().chain(self.shared.iter())
-    }
-}
-
-/// The shared parts of documents' dependencies, one copy of each.
-#[derive(Default)]
-struct Interner(Mutex<HashSet<Arc<[Dep]>>>);
-
-impl Interner {
-    /// Combinations kept at most; beyond, the table starts over (entries
-    /// still in use keep their copy alive).
-    const MAX: usize = 100_000;
-
-    fn deps(&self, mut all: Vec<Dep>) -> Deps {
-        all.sort();
-        all.dedup();
-        let (own, shared): (Vec<Dep>, Vec<Dep>) = all
-            .into_iter()
-            .partition(|dep| matches!(dep, Dep::Host(_) | Dep::HostName(_) | Dep::HostFacet(_)));
-        let mut table = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        let shared = match table.get(shared.as_slice()) {
-            Some(found) => Arc::clone(found),
-            None => {
-                if table.len() >= Self::MAX {
-                    table.clear();
-                }
-                let new: Arc<[Dep]> = shared.into();
-                table.insert(Arc::clone(&new));
-                new
-            }
-        };
-        Deps {
-            own: own.into_boxed_slice(),
-            shared,
-        }
     }
 }
 
@@ -256,7 +206,6 @@ pub struct EncService {
     foreman: Option<Arc<ForemanClient>>,
     docs: Cache<String, Cached>,
     gates: Arc<Gates>,
-    interner: Interner,
     /// Names whose data changed by a write this bridge made (Foreman's
     /// import of their facts), with the primary's WAL position after it:
     /// their next loads read a replica that has replayed it, or the primary.
@@ -303,7 +252,6 @@ impl EncService {
             foreman,
             docs,
             gates,
-            interner: Interner::default(),
             // Long enough for any replica that is in use at all to replay.
             fences: Cache::builder()
                 .max_capacity(100_000)
@@ -395,7 +343,7 @@ impl EncService {
             }
             Affects::Some(deps) => {
                 self.gates.raise(deps, position, Instant::now());
-                let deps: Arc<HashSet<Dep>> = Arc::new(deps.iter().cloned().collect());
+                let deps: Arc<HashSet<Packed>> = Arc::new(deps.iter().map(Dep::packed).collect());
                 self.layers.invalidate(Arc::clone(&deps));
                 let matched = self.docs.invalidate_entries_if(move |_, cached| {
                     cached.deps.iter().any(|dep| deps.contains(dep))
@@ -523,7 +471,7 @@ impl EncService {
         }
         Ok(Cached {
             doc,
-            deps: self.interner.deps(vec![Dep::host_name(name)]),
+            deps: pack([Dep::host_name(name)]),
         })
     }
 
@@ -536,7 +484,7 @@ impl EncService {
             .await
             .and_then(|lsn| crate::store::health::parse_lsn(&lsn))
             .unwrap_or(0);
-        let need = fence.max(self.gates.required(&[Dep::host_name(name)]));
+        let need = fence.max(self.gates.required(&[Dep::host_name(name).packed()]));
         if need > 0 {
             Route::After(need)
         } else {
@@ -585,7 +533,7 @@ impl EncService {
     async fn load_from(&self, name: &str, route: Route) -> Result<(Cached, u64), EncError> {
         self.stats.loads.fetch_add(1, Ordering::Relaxed);
         let (computed, deps, lsn) = self.compute(name, route).await?;
-        let deps = self.interner.deps(deps);
+        let deps = pack(deps);
         let doc = match computed {
             Computed::Doc(doc) => doc,
             Computed::Unsupported(host_name, reason) => {
@@ -801,33 +749,4 @@ enum Computed {
     Doc(Doc),
     /// (host name for Foreman's API, why the bridge cannot compute it)
     Unsupported(String, Unsupported),
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn hosts_with_the_same_layers_share_one_copy_of_their_dependencies() {
-        let interner = Interner::default();
-        let a = interner.deps(vec![
-            Dep::Host(1),
-            Dep::Hostgroup(3),
-            Dep::host_name("a.example.com"),
-            Dep::Os(2),
-            Dep::Os(2),
-        ]);
-        let b = interner.deps(vec![
-            Dep::Os(2),
-            Dep::host_name("b.example.com"),
-            Dep::Hostgroup(3),
-            Dep::Host(2),
-        ]);
-        assert!(Arc::ptr_eq(&a.shared, &b.shared));
-        assert_eq!(&*a.shared, &[Dep::Hostgroup(3), Dep::Os(2)]);
-        assert_eq!(a.own.len(), 2);
-        assert_eq!(a.iter().count(), 4);
-        let c = interner.deps(vec![Dep::Host(3), Dep::Os(4)]);
-        assert!(!Arc::ptr_eq(&a.shared, &c.shared));
-    }
 }

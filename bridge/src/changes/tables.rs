@@ -268,6 +268,45 @@ impl Dep {
     }
 }
 
+/// A [`Dep`] in 32 bits, as cached entries keep them (a 100K-host cache
+/// holds millions): 4 bits of kind, the low 28 bits of the id (or of the
+/// name's hash). Different dependencies may pack alike (ids of 2^28 and
+/// more, hash collisions); a change then drops an entry more, never one
+/// fewer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Packed(u32);
+
+impl Dep {
+    pub fn packed(&self) -> Packed {
+        const ID: u64 = (1 << 28) - 1;
+        let (kind, id): (u32, u64) = match self {
+            Dep::Host(id) => (0, *id as u64),
+            Dep::HostName(hash) => (1, *hash ^ (*hash >> 28) ^ (*hash >> 56)),
+            Dep::HostFacet(id) => (2, *id as u64),
+            Dep::Hostgroup(id) => (3, *id as u64),
+            Dep::HostgroupFacet(id) => (4, *id as u64),
+            Dep::Taxonomy(id) => (5, *id as u64),
+            Dep::Domain(id) => (6, *id as u64),
+            Dep::Subnet(id) => (7, *id as u64),
+            Dep::Os(id) => (8, *id as u64),
+            Dep::Proxy(id) => (9, *id as u64),
+            Dep::Env(id) => (10, *id as u64),
+            Dep::LookupKey(id) => (11, *id as u64),
+            Dep::ConfigGroups => (12, 0),
+            Dep::Users => (13, 0),
+        };
+        Packed(kind << 28 | (id & ID) as u32)
+    }
+}
+
+/// `deps` packed, sorted, each once: what a cached entry keeps.
+pub fn pack(deps: impl IntoIterator<Item = Dep>) -> Box<[Packed]> {
+    let mut packed: Vec<Packed> = deps.into_iter().map(|d| d.packed()).collect();
+    packed.sort_unstable();
+    packed.dedup();
+    packed.into_boxed_slice()
+}
+
 /// What one logged change affects.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Affects {
