@@ -131,7 +131,7 @@ fact cold_hosts "$(wc -l <"$RUN_DIR/paths-cold.txt")"
 echo /healthz >"$RUN_DIR/paths-healthz.txt"
 drive healthz-cold-rate --rate "$COLD_RATE" --paths "$RUN_DIR/paths-healthz.txt" --repeat "$COLD_HOSTS"
 
-curl -fsS -X POST "$BASE/admin/cache/invalidate?all=true"
+admin_post "/admin/cache/invalidate?all=true"
 fact cold_loads_before "$(metric pvc_bridge_enc_loads_total)"
 fact cold_layer_loads_before "$(metric pvc_bridge_enc_layer_loads_total)"
 table_stats >"$RUN_DIR/tables-cold-before.txt"
@@ -145,7 +145,7 @@ fact cold_layer_loads_after "$(metric pvc_bridge_enc_layer_loads_total)"
 # The same hosts again with only their documents dropped: the shared layers
 # they use are loaded, as on a bridge that has been running (a new host, or
 # one whose document was invalidated). Same rate, same order.
-curl -fsS -X POST "$BASE/admin/cache/invalidate?documents=true"
+admin_post "/admin/cache/invalidate?documents=true"
 fact warmlayers_loads_before "$(metric pvc_bridge_enc_loads_total)"
 fact warmlayers_layer_loads_before "$(metric pvc_bridge_enc_layer_loads_total)"
 drive cold-warm-layers --rate "$COLD_RATE" --paths "$RUN_DIR/paths-cold.txt"

@@ -12,7 +12,7 @@
 #   pg_up                    primary + replica, Foreman fixture, fleet functions
 #   grow_fleet N FACT TAG    N more hosts (timed into FACT), ANALYZE, host lists
 #   bench_report             rewrite this benchmark's section of docs/benchmarks.md
-#   start_bridge / stop_bridge / metric / oha_run / alternate / ...
+#   start_bridge / stop_bridge / admin_post / metric / oha_run / alternate / ...
 
 OHA_VERSION=1.16.0  # flags used by the benchmarks checked against this version's --help
 
@@ -195,7 +195,10 @@ start_bridge() {
   [ $# -gt 0 ] && shift
   BRIDGE_PORT=$(free_port)
   BASE=http://127.0.0.1:$BRIDGE_PORT
-  env "${envs[@]}" PVC_LISTEN="127.0.0.1:$BRIDGE_PORT" "$BRIDGE" serve "$@" >"$RUN_DIR/bridge-$label.log" 2>&1 &
+  # The admin API (/admin/...) needs the admin token (docs/security.md).
+  ADMIN_TOKEN_FILE=${ADMIN_TOKEN_FILE:-$RUN_DIR/admin.token}
+  [ -s "$ADMIN_TOKEN_FILE" ] || (umask 077 && head -c 32 /dev/urandom | base64 | tr -d '/+=\n' >"$ADMIN_TOKEN_FILE")
+  env PVC_ACCESS__ADMIN_TOKEN_FILE="$ADMIN_TOKEN_FILE" "${envs[@]}" PVC_LISTEN="127.0.0.1:$BRIDGE_PORT" "$BRIDGE" serve "$@" >"$RUN_DIR/bridge-$label.log" 2>&1 &
   BRIDGE_PID=$!
   for _ in $(seq 300); do
     if curl -fsS "$BASE/healthz" >/dev/null 2>&1; then return 0; fi
@@ -205,6 +208,8 @@ start_bridge() {
   log "bridge not healthy after 30 s; see $RUN_DIR/bridge-$label.log"
   exit 1
 }
+# admin_post PATH: POST to the admin API with the admin token.
+admin_post() { curl -fsS -X POST -H "Authorization: Bearer $(cat "$ADMIN_TOKEN_FILE")" "$BASE$1"; }
 metric() { curl -fsS "$BASE/metrics" | awk -v n="$1" '$1 == n { print $2 }'; }
 proc_kb() { awk -v k="$1:" '$1 == k { print $2 }' "/proc/$BRIDGE_PID/status"; }
 # oha_run NAME ARGS...: one oha run, JSON kept as RUN_DIR/NAME.json.

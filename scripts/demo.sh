@@ -40,7 +40,15 @@ export PVC_ENC__FOREMAN_URL=${PVC_ENC__FOREMAN_URL:-https://localhost.localdomai
 # Two puppetservers with static capacity, and a short period so the demo
 # shows runs within minutes.
 CONFIG=$PG_DIR/../bridge.toml
+# The admin API (/admin/...) always needs a credential: a token in a file
+# only this user can read (docs/security.md).
+ADMIN_TOKEN_FILE=$PG_DIR/../admin.token
+if [ ! -s "$ADMIN_TOKEN_FILE" ]; then
+  (umask 077 && head -c 32 /dev/urandom | base64 | tr -d '/+=\n' >"$ADMIN_TOKEN_FILE")
+fi
 cat >"$CONFIG" <<TOML
+[access]
+admin_token_file = "$ADMIN_TOKEN_FILE"
 [scheduler]
 target_period_secs = 300
 min_interval_secs = 120
@@ -103,11 +111,11 @@ Try, in another terminal:
   curl -s -o /dev/null -w '%{http_code}\n' '$url/node/nosuchhost.example.com?format=yml'   # 404
   curl -s '$url/node/bad%20name?format=yml'         # 400 with the reason
   curl -s '$url/metrics' | grep pvc_bridge_enc
-  curl -s -X POST '$url/admin/cache/invalidate?certname=$host'
+  curl -s -X POST -H "Authorization: Bearer \$(cat $ADMIN_TOKEN_FILE)" '$url/admin/cache/invalidate?certname=$host'
   curl -s '$url/host?fqdn=$host'                    # a run decision, as agents get it
   curl -s '$url/host?fqdn=$host&trigger=file_change' # a forced run
-  PVC_CONFIG=$CONFIG target/release/pvc-bridge explain $host
-  curl -s -X POST '$url/admin/converge' -H 'Content-Type: application/json' -d '{"environment": "production", "within_secs": 120}'
+  PVC_CONFIG=$CONFIG target/release/pvc-bridge explain $host   # sends the admin token
+  curl -s -X POST -H "Authorization: Bearer \$(cat $ADMIN_TOKEN_FILE)" '$url/admin/converge' -H 'Content-Type: application/json' -d '{"environment": "production", "within_secs": 120}'
   curl -s '$url/metrics' | grep -E 'pvc_bridge_(runs|pool|server)'
   target/release/pvc-pg status --dir $PG_DIR
 

@@ -72,6 +72,8 @@ pub struct RawConfig {
     pub changes: ChangesConfig,
     #[serde(default)]
     pub tls: TlsRaw,
+    #[serde(default)]
+    pub access: AccessRaw,
 }
 
 fn default_listen() -> String {
@@ -474,6 +476,22 @@ pub struct TlsRaw {
     pub require_client_cert: Option<bool>,
 }
 
+/// Who may ask what (`[access]`; see `docs/security.md`).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccessRaw {
+    /// Puppetserver certnames: `/node`, Foreman's uploads, `/ppm`.
+    #[serde(deserialize_with = "string_or_list")]
+    pub server_certnames: Vec<String>,
+    /// Certnames whose certificates may use the admin API.
+    #[serde(deserialize_with = "string_or_list")]
+    pub admin_certnames: Vec<String>,
+    /// File holding the admin bearer token (read at start).
+    pub admin_token_file: Option<PathBuf>,
+    /// File holding the puppetservers' bearer token (read at start).
+    pub server_token_file: Option<PathBuf>,
+}
+
 /// Facts Foreman's fact import turns into what the ENC shows: operating
 /// system, architecture, domain and interfaces (`foreman_interfaces`,
 /// `foreman_subnets`), Puppet environment, location, organization and
@@ -677,6 +695,8 @@ pub struct Config {
     pub changes: ChangesConfig,
     /// `None`: plain HTTP.
     pub tls: Option<TlsSettings>,
+    /// Who may ask what; tokens already read.
+    pub access: crate::access::Policy,
 }
 
 /// HTTPS, validated (see [`TlsRaw`]).
@@ -905,6 +925,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         errors.push("foreman.ssl_cert and foreman.ssl_key: give both or neither".into());
     }
     let tls = validate_tls(&raw.tls, &mut errors);
+    let access = validate_access(&raw.access, &raw.tls, &mut errors);
     if !errors.is_empty() {
         return Err(ConfigError(errors));
     }
@@ -937,7 +958,84 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         },
         changes: raw.changes,
         tls,
+        access,
     })
+}
+
+/// `[access]`: certnames validated, tokens read from their files (never
+/// logged). Certificate allowlists need verified client certificates.
+fn validate_access(
+    raw: &AccessRaw,
+    tls: &TlsRaw,
+    errors: &mut Vec<String>,
+) -> crate::access::Policy {
+    use crate::access::{Policy, Token};
+    let client_certs = tls
+        .client_ca_file
+        .as_ref()
+        .is_some_and(|p| !p.as_os_str().is_empty());
+    let mut certnames = |key: &str, names: &[String]| {
+        let mut set = std::collections::BTreeSet::new();
+        for name in names.iter().map(|n| n.trim()).filter(|n| !n.is_empty()) {
+            match name.parse::<crate::certname::Certname>() {
+                Ok(certname) => {
+                    set.insert(certname);
+                }
+                Err(e) => errors.push(format!("{key}: {name:?}: {e}")),
+            }
+        }
+        if !set.is_empty() && !client_certs {
+            errors.push(format!(
+                "{key}: needs tls.client_ca_file (without it no client certificate is verified)"
+            ));
+        }
+        set
+    };
+    let server_certnames = certnames("access.server_certnames", &raw.server_certnames);
+    let admin_certnames = certnames("access.admin_certnames", &raw.admin_certnames);
+    let mut token = |key: &str, path: &Option<PathBuf>| {
+        let path = path.as_ref().filter(|p| !p.as_os_str().is_empty())?;
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) => {
+                errors.push(format!("{key}: cannot read {}: {e}", path.display()));
+                return None;
+            }
+        };
+        let token = text.trim();
+        if token.len() < Token::MIN_LEN {
+            errors.push(format!(
+                "{key}: {}: the token must be at least {} characters (surrounding blanks removed)",
+                path.display(),
+                Token::MIN_LEN
+            ));
+            return None;
+        }
+        if token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            errors.push(format!(
+                "{key}: {}: the token must be one word (no blanks or line breaks inside)",
+                path.display()
+            ));
+            return None;
+        }
+        Some(Token::new(token))
+    };
+    let admin_token = token("access.admin_token_file", &raw.admin_token_file);
+    let server_token = token("access.server_token_file", &raw.server_token_file);
+    if let (Some(admin), Some(server)) = (&admin_token, &server_token) {
+        if admin == server {
+            errors.push(
+                "access.server_token_file: holds the same token as access.admin_token_file".into(),
+            );
+        }
+    }
+    Policy {
+        client_certs,
+        server_certnames,
+        admin_certnames,
+        admin_token,
+        server_token,
+    }
 }
 
 fn validate_changes(raw: &ChangesConfig, errors: &mut Vec<String>) {
@@ -1372,6 +1470,84 @@ mod writes_tests {
                 .any(|e| e.starts_with("writes.spool_max_bytes")),
             "{errors:?}"
         );
+    }
+
+    #[test]
+    fn access_tokens_are_read_from_their_files() {
+        let dir = std::env::temp_dir().join(format!("pvc-access-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let admin = dir.join("admin");
+        let server = dir.join("server");
+        std::fs::write(&admin, "admin-0123456789abcdef\n").unwrap();
+        std::fs::write(&server, "server-0123456789abcdef").unwrap();
+        let config = load(&[
+            ("PVC_ACCESS__ADMIN_TOKEN_FILE", admin.to_str().unwrap()),
+            ("PVC_ACCESS__SERVER_TOKEN_FILE", server.to_str().unwrap()),
+        ])
+        .expect("valid [access]");
+        let policy = &config.access;
+        assert!(policy
+            .admin_token
+            .as_ref()
+            .unwrap()
+            .matches("admin-0123456789abcdef"));
+        assert!(policy
+            .server_token
+            .as_ref()
+            .unwrap()
+            .matches("server-0123456789abcdef"));
+        assert!(!policy.client_certs);
+        assert!(!format!("{config:?}").contains("0123456789abcdef"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn bad_access_keys_are_reported_by_name() {
+        let dir = std::env::temp_dir().join(format!("pvc-access-bad-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let short = dir.join("short");
+        std::fs::write(&short, "abc\n").unwrap();
+        let missing = dir.join("missing");
+        let errors = load(&[
+            ("PVC_ACCESS__ADMIN_TOKEN_FILE", short.to_str().unwrap()),
+            ("PVC_ACCESS__SERVER_TOKEN_FILE", missing.to_str().unwrap()),
+            (
+                "PVC_ACCESS__SERVER_CERTNAMES",
+                "puppet01.example.com,not a name",
+            ),
+            ("PVC_ACCESS__ADMIN_CERTNAMES", "ops.example.com"),
+        ])
+        .expect_err("invalid")
+        .0;
+        for (key, what) in [
+            ("access.admin_token_file:", "at least 16"),
+            ("access.server_token_file:", "cannot read"),
+            ("access.server_certnames:", "\"not a name\""),
+            ("access.server_certnames:", "needs tls.client_ca_file"),
+            ("access.admin_certnames:", "needs tls.client_ca_file"),
+        ] {
+            assert!(
+                errors
+                    .iter()
+                    .any(|e| e.starts_with(key) && e.contains(what)),
+                "{key} {what}: {errors:?}"
+            );
+        }
+        let same = dir.join("same");
+        std::fs::write(&same, "same-0123456789abcdef").unwrap();
+        let errors = load(&[
+            ("PVC_ACCESS__ADMIN_TOKEN_FILE", same.to_str().unwrap()),
+            ("PVC_ACCESS__SERVER_TOKEN_FILE", same.to_str().unwrap()),
+        ])
+        .expect_err("one token for both")
+        .0;
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.starts_with("access.server_token_file: holds the same token")),
+            "{errors:?}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

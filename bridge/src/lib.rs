@@ -7,8 +7,10 @@
 //! - `cache`: the ENC service, moka caches with single-flight.
 //! - `foreman`: Foreman's API, for hosts the bridge cannot compute.
 //! - `http`: actix handlers; `config`: configuration; `certname`: validation.
+//! - `access`: who may ask what (pure); `tls`: HTTPS and client certificates.
 #![forbid(unsafe_code)]
 
+pub mod access;
 pub mod answer;
 pub mod audit;
 pub mod cache;
@@ -54,6 +56,8 @@ pub struct Bridge {
     /// The change feed's follower and pruner (always there; it follows
     /// only with `changes.enabled`).
     pub feed: Option<Arc<changes::feed::ChangeFeed>>,
+    /// Who may ask what (`[access]`, client certificates).
+    pub access: Arc<access::Policy>,
 }
 
 impl Bridge {
@@ -98,6 +102,7 @@ impl Bridge {
             uploads,
             forwarder,
             feed,
+            access: Arc::new(config.access.clone()),
         })
     }
 
@@ -217,11 +222,13 @@ fn start(
     let max_body = bridge.runs.max_report_bytes();
     let writes = actix_web::web::Data::from(Arc::clone(&bridge.writes));
     let uploads = actix_web::web::Data::from(Arc::clone(&bridge.uploads));
+    let access = actix_web::web::Data::from(Arc::clone(&bridge.access));
     let mut server = actix_web::HttpServer::new(move || {
         actix_web::App::new()
             .app_data(state.clone())
             .app_data(writes.clone())
             .app_data(uploads.clone())
+            .app_data(access.clone())
             .app_data(actix_web::web::PayloadConfig::new(max_body))
             .app_data(
                 actix_web::web::PathConfig::default().error_handler(|err, _| {
@@ -234,6 +241,7 @@ fn start(
                 }),
             )
             .configure(http::configure)
+            .wrap(actix_web::middleware::from_fn(http::access::authorize))
     })
     .on_connect(tls::on_connect);
     server = match tls {

@@ -45,7 +45,8 @@ enum Command {
         #[arg(long, requires = "uninstall")]
         force: bool,
     },
-    /// Why a host gets the decision it gets now, from a running bridge.
+    /// Why a host gets the decision it gets now, from a running bridge
+    /// (sends the token of access.admin_token_file).
     Explain {
         certname: String,
         /// The running bridge (default: http://<listen>).
@@ -158,6 +159,7 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
             "PLAIN HTTP: no [tls] configured; run decisions, facts and reports travel unencrypted and no client is authenticated"
         ),
     }
+    log_access(&config.access);
     if config.database_replicas.is_empty() {
         tracing::warn!("no database.replicas configured: every read goes to the primary");
     }
@@ -168,6 +170,40 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
     server.await.context("HTTP server")?;
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Who may ask what, once at start (never a token, only whether one is set).
+fn log_access(access: &pvc_bridge::access::Policy) {
+    tracing::info!(
+        client_certificates = access.client_certs,
+        server_certnames = access.server_certnames.len(),
+        admin_certnames = access.admin_certnames.len(),
+        server_token = access.server_token.is_some(),
+        admin_token = access.admin_token.is_some(),
+        "access control"
+    );
+    if !access.servers_authenticated() {
+        tracing::warn!(
+            "OPEN: /node, Foreman's uploads and /ppm answer anyone (no client certificates, no access.server_token_file)"
+        );
+    } else if access.client_certs
+        && access.server_certnames.is_empty()
+        && access.server_token.is_none()
+    {
+        tracing::warn!(
+            "no puppetserver can read /node or upload: access.server_certnames is empty and access.server_token_file is not set"
+        );
+    }
+    if !access.client_certs {
+        tracing::warn!(
+            "OPEN: /host, /facts and /report answer anyone for any certname (no client certificates to bind them to a node)"
+        );
+    }
+    if !access.admin_configured() {
+        tracing::warn!(
+            "the admin API refuses every request: set access.admin_token_file or access.admin_certnames"
+        );
+    }
 }
 
 async fn migrate(config: Config) -> anyhow::Result<ExitCode> {
@@ -262,7 +298,16 @@ async fn explain(config: Config, name: String, url: Option<String>) -> anyhow::R
     let certname: pvc_bridge::certname::Certname = name.parse().context("certname")?;
     let base = url.unwrap_or_else(|| format!("http://{}", config.listen));
     let url = format!("{}/admin/explain/{certname}", base.trim_end_matches('/'));
-    let response = reqwest::get(&url)
+    let mut request = reqwest::Client::new().get(&url);
+    // The admin API needs the admin credential (access.admin_token_file).
+    match &config.access.admin_token {
+        Some(token) => request = request.bearer_auth(token.expose()),
+        None => eprintln!(
+            "pvc-bridge: access.admin_token_file is not set: the bridge will refuse without the admin token"
+        ),
+    }
+    let response = request
+        .send()
         .await
         .with_context(|| format!("asking the bridge at {base}"))?;
     let status = response.status();

@@ -160,6 +160,10 @@ pub fn bridge_config(db: &TestDb, toml: &str, extra_env: &[(&str, String)]) -> C
     config::load_from(Some(&file), env).expect("bridge configuration")
 }
 
+/// The admin token of a bridge [`TestBridge::start`] starts without an
+/// admin credential of its own.
+pub const ADMIN_TOKEN: &str = "test-admin-token-5f0c9a1e7b3d4c2a";
+
 type StopFn = Box<dyn FnOnce() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
 
 /// A running bridge.
@@ -180,8 +184,14 @@ impl TestBridge {
         TestBridge::start_at(config, "127.0.0.1:0".parse().unwrap()).await
     }
 
-    /// On `addr` (a restart on the port the agent knows).
+    /// On `addr` (a restart on the port the agent knows). Without any admin
+    /// credential in `config`, the admin API takes [`ADMIN_TOKEN`].
     pub async fn start_at(config: &Config, addr: SocketAddr) -> TestBridge {
+        let mut config = config.clone();
+        if !config.access.admin_configured() {
+            config.access.admin_token = Some(pvc_bridge::access::Token::new(ADMIN_TOKEN));
+        }
+        let config = &config;
         let bridge = Bridge::new(config).expect("bridge");
         let listener = TcpListener::bind(addr).expect("bind");
         let addr = listener.local_addr().expect("addr");
@@ -233,6 +243,7 @@ impl TestBridge {
         let response = self
             .http
             .post(format!("{}/admin/converge", self.base))
+            .bearer_auth(ADMIN_TOKEN)
             .json(&serde_json::json!({"certnames": hosts, "within_secs": within_secs}))
             .send()
             .await

@@ -1,7 +1,9 @@
 //! HTTP: the only module that knows actix. Handlers parse and validate,
 //! call the service, and render; errors map to status codes in one place
-//! (`ApiError`).
+//! (`ApiError`). Who may call what is checked first, for every path, by the
+//! [`access::authorize`] middleware.
 
+pub mod access;
 mod metrics;
 mod runs;
 mod writes;

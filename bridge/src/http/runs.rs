@@ -1,5 +1,6 @@
 //! Run-decision endpoints: `/host`, `/report`, `/ppm`, and the management
-//! API (`/admin/converge`, `/admin/explain`).
+//! API (`/admin/converge`, `/admin/explain`). Who may call which is decided
+//! before these handlers run (`http::access`).
 
 use actix_web::http::header::{self, ContentType};
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -82,6 +83,16 @@ async fn host_path(
 fn refuse(req: &HttpRequest, status: u16, code: u8, message: &str) -> HttpResponse {
     let status = actix_web::http::StatusCode::from_u16(status)
         .unwrap_or(actix_web::http::StatusCode::BAD_REQUEST);
+    refusal_response(req, status, code, message)
+}
+
+/// A refusal in the answer's shape (also for access refusals of `/host`).
+pub(super) fn refusal_response(
+    req: &HttpRequest,
+    status: actix_web::http::StatusCode,
+    code: u8,
+    message: &str,
+) -> HttpResponse {
     answer_response(req, status, &runs::refusal(code, message, 60))
 }
 

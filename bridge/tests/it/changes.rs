@@ -351,11 +351,7 @@ async fn random_changes(db: &TestDb, replicas: &[String], changes: usize, seed: 
         // has not replayed the change may be picked, and must not be used).
         for _ in 0..3 {
             let (status, _, answer) = bridge
-                .post(
-                    &format!("/admin/cache/invalidate?certname={HOST}"),
-                    "text/plain",
-                    "",
-                )
+                .admin_post(&format!("/admin/cache/invalidate?certname={HOST}"))
                 .await;
             assert_eq!(status, 204, "invalidate: {answer}");
             let body = enc(&bridge, HOST).await;

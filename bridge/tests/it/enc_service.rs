@@ -117,6 +117,7 @@ async fn invalidation_makes_a_foreman_change_visible() {
             "{}/admin/cache/invalidate?certname={host}",
             bridge.base
         ))
+        .bearer_auth(support::ADMIN_TOKEN)
         .send()
         .await
         .unwrap();
@@ -126,6 +127,7 @@ async fn invalidation_makes_a_foreman_change_visible() {
     let response = bridge
         .http
         .post(format!("{}/admin/cache/invalidate", bridge.base))
+        .bearer_auth(support::ADMIN_TOKEN)
         .send()
         .await
         .unwrap();

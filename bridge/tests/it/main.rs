@@ -2,6 +2,7 @@
 //! streaming replica (one cluster for this binary, one database per test,
 //! cloned from the real Foreman 3.13 dump).
 
+mod access;
 mod audit;
 mod change_triggers;
 mod changes;

@@ -576,6 +576,7 @@ async fn a_converge_request_runs_every_host_within_its_deadline() {
     let response = bridge
         .http
         .post(format!("{}/admin/converge", bridge.base))
+        .bearer_auth(crate::support::ADMIN_TOKEN)
         .json(&serde_json::json!({"certnames": hosts.iter().chain(["nosuch.example.com".to_owned()].iter()).collect::<Vec<_>>(), "within_secs": 6}))
         .send()
         .await
@@ -629,6 +630,7 @@ async fn a_converge_request_runs_every_host_within_its_deadline() {
     let progress: serde_json::Value = bridge
         .http
         .get(format!("{}/admin/converge/{id}", bridge.base))
+        .bearer_auth(crate::support::ADMIN_TOKEN)
         .send()
         .await
         .unwrap()
@@ -637,11 +639,12 @@ async fn a_converge_request_runs_every_host_within_its_deadline() {
         .unwrap();
     assert_eq!(progress["finished"], 12, "{progress}");
     assert_eq!(progress["done"], true);
-    let (status, _, _) = bridge.get("/admin/converge/999999").await;
+    let (status, _, _) = bridge.admin_get("/admin/converge/999999").await;
     assert_eq!(status, 404);
     let bad = bridge
         .http
         .post(format!("{}/admin/converge", bridge.base))
+        .bearer_auth(crate::support::ADMIN_TOKEN)
         .json(&serde_json::json!({"within_secs": 60}))
         .send()
         .await
@@ -654,7 +657,7 @@ async fn a_converge_request_runs_every_host_within_its_deadline() {
 async fn explain_tells_why() {
     let (_db, bridge) = start_static("runs_explain", "").await;
     let host = golden_hosts()[5].clone();
-    let (status, _, body) = bridge.get(&format!("/admin/explain/{host}")).await;
+    let (status, _, body) = bridge.admin_get(&format!("/admin/explain/{host}")).await;
     assert_eq!(status, 200, "{body}");
     let e: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(e["host"]["certname"], host.as_str());
@@ -662,7 +665,7 @@ async fn explain_tells_why() {
     assert_eq!(e["schedule"]["servers"][0]["name"], "puppet1.example.com");
     assert!(e["schedule"]["next_due_in_secs"].as_f64().unwrap() >= 0.0);
     assert_eq!(e["schedule"]["decision_now"]["reason"]["kind"], "not_due");
-    let (status, _, _) = bridge.get("/admin/explain/nosuch.example.com").await;
+    let (status, _, _) = bridge.admin_get("/admin/explain/nosuch.example.com").await;
     assert_eq!(status, 404);
     bridge.stop().await;
 }

@@ -44,6 +44,10 @@ pub fn config_for(db: &TestDb, extra: &[(&str, &str)]) -> Config {
     config::load_from(None, env).expect("test configuration")
 }
 
+/// The admin token [`TestBridge::start`] gives a bridge that has no admin
+/// credential configured; the `admin_*` requests send it.
+pub const ADMIN_TOKEN: &str = "test-admin-token-5f0c9a1e7b3d4c2a";
+
 /// A running bridge.
 pub struct TestBridge {
     pub base: String,
@@ -53,7 +57,12 @@ pub struct TestBridge {
 }
 
 impl TestBridge {
-    pub async fn start(config: Config) -> TestBridge {
+    /// Serves `config`; without any admin credential in it, the admin API
+    /// takes [`ADMIN_TOKEN`].
+    pub async fn start(mut config: Config) -> TestBridge {
+        if !config.access.admin_configured() {
+            config.access.admin_token = Some(pvc_bridge::access::Token::new(ADMIN_TOKEN));
+        }
         let bridge = Bridge::new(&config).expect("bridge");
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("addr"));
@@ -70,6 +79,24 @@ impl TestBridge {
 
     pub async fn get(&self, path: &str) -> (u16, String, String) {
         let request = self.http.get(format!("{}{path}", self.base));
+        unpack(request.send().await.expect("request")).await
+    }
+
+    /// `GET path` of the admin API, with [`ADMIN_TOKEN`].
+    pub async fn admin_get(&self, path: &str) -> (u16, String, String) {
+        let request = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(ADMIN_TOKEN);
+        unpack(request.send().await.expect("request")).await
+    }
+
+    /// `POST path` of the admin API (empty body), with [`ADMIN_TOKEN`].
+    pub async fn admin_post(&self, path: &str) -> (u16, String, String) {
+        let request = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(ADMIN_TOKEN);
         unpack(request.send().await.expect("request")).await
     }
 
