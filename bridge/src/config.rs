@@ -472,8 +472,15 @@ pub struct TlsRaw {
     /// CRLs (PEM) checked for client certificates (Puppet's `crl.pem`).
     #[serde(deserialize_with = "string_or_list")]
     pub client_crl_files: Vec<String>,
+    /// The CA's CRL endpoint (https), fetched every `crl_refresh_secs`:
+    /// `https://puppet:8140/puppet-ca/v1/certificate_revocation_list/ca`.
+    pub client_crl_url: Option<String>,
     /// Default: true when `client_ca_file` is set.
     pub require_client_cert: Option<bool>,
+    /// How often the files are checked for a change. Default 10.
+    pub reload_secs: Option<u64>,
+    /// How often `client_crl_url` is fetched. Default 300.
+    pub crl_refresh_secs: Option<u64>,
 }
 
 /// Who may ask what (`[access]`; see `docs/security.md`).
@@ -707,9 +714,23 @@ pub struct TlsSettings {
     /// `None`: client certificates are neither asked for nor accepted.
     pub client_ca_file: Option<PathBuf>,
     pub client_crl_files: Vec<PathBuf>,
+    /// Fetched CRLs (https only); needs `client_ca_file`, which the CRL
+    /// server's certificate must chain to.
+    pub client_crl_url: Option<reqwest::Url>,
     /// `false`: anonymous clients are served too (a presented certificate
     /// is still verified).
     pub require_client_cert: bool,
+    /// How often the files are read again to see whether they changed.
+    pub reload_interval: Duration,
+    /// How often `client_crl_url` is fetched.
+    pub crl_refresh_interval: Duration,
+}
+
+impl TlsSettings {
+    /// Default of `tls.reload_secs`.
+    pub const DEFAULT_RELOAD: Duration = Duration::from_secs(10);
+    /// Default of `tls.crl_refresh_secs`.
+    pub const DEFAULT_CRL_REFRESH: Duration = Duration::from_secs(300);
 }
 
 /// Forwarding, validated (see [`ForwardRaw`]).
@@ -1077,11 +1098,19 @@ fn validate_tls(raw: &TlsRaw, errors: &mut Vec<String>) -> Option<TlsSettings> {
         .filter(|p| !p.is_empty())
         .map(PathBuf::from)
         .collect();
+    let crl_url = raw
+        .client_crl_url
+        .as_deref()
+        .map(str::trim)
+        .filter(|u| !u.is_empty());
     if cert_file.is_none()
         && key_file.is_none()
         && client_ca_file.is_none()
         && client_crl_files.is_empty()
+        && crl_url.is_none()
         && raw.require_client_cert.is_none()
+        && raw.reload_secs.is_none()
+        && raw.crl_refresh_secs.is_none()
     {
         return None;
     }
@@ -1099,16 +1128,50 @@ fn validate_tls(raw: &TlsRaw, errors: &mut Vec<String>) -> Option<TlsSettings> {
         if !client_crl_files.is_empty() {
             errors.push("tls.client_crl_files: need tls.client_ca_file".into());
         }
+        if crl_url.is_some() {
+            errors.push("tls.client_crl_url: needs tls.client_ca_file".into());
+        }
     }
+    let client_crl_url = crl_url.and_then(|text| match reqwest::Url::parse(text) {
+        Ok(url) if url.scheme() == "https" && url.has_host() => Some(url),
+        Ok(_) => {
+            errors.push(format!(
+                "tls.client_crl_url: {text:?}: an https:// URL is expected (the CA's CRL endpoint)"
+            ));
+            None
+        }
+        Err(e) => {
+            errors.push(format!("tls.client_crl_url: {text:?}: {e}"));
+            None
+        }
+    });
+    let mut interval = |key: &str, secs: Option<u64>, default: Duration| match secs {
+        None => default,
+        Some(0) => {
+            errors.push(format!("tls.{key}: must be at least 1"));
+            default
+        }
+        Some(secs) => Duration::from_secs(secs),
+    };
+    let reload_interval = interval("reload_secs", raw.reload_secs, TlsSettings::DEFAULT_RELOAD);
+    let crl_refresh_interval = interval(
+        "crl_refresh_secs",
+        raw.crl_refresh_secs,
+        TlsSettings::DEFAULT_CRL_REFRESH,
+    );
     let settings = TlsSettings {
         cert_file: cert_file?,
         key_file: key_file?,
         require_client_cert: raw.require_client_cert.unwrap_or(client_ca_file.is_some()),
         client_ca_file,
         client_crl_files,
+        client_crl_url,
+        reload_interval,
+        crl_refresh_interval,
     };
-    // The first unreadable or malformed file, beside the errors above.
-    if let Err(e) = crate::tls::server_config(&settings) {
+    // The first unreadable or malformed file, beside the errors above. The
+    // CRL URL is not fetched here: `check-config` needs no network.
+    if let Err(e) = crate::tls::check(&settings) {
         errors.push(format!("{e:#}"));
     }
     (errors.len() == before).then_some(settings)
@@ -1410,6 +1473,83 @@ mod tests {
     #[test]
     fn secrets_do_not_print() {
         assert_eq!(format!("{:?}", Secret::new("hunter2")), "***");
+    }
+
+    /// `[tls]` from `keys` over a server certificate and the CA bundle of
+    /// a fresh test CA.
+    fn load_tls(keys: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let ca = pvc_testkit::certs::PuppetCa::new("Puppet CA: config.test").unwrap();
+        let server = ca.issue_server(&["localhost"]).unwrap();
+        let (cert, key, bundle) = (
+            server.cert.to_string_lossy().into_owned(),
+            server.key.to_string_lossy().into_owned(),
+            ca.ca_file().to_string_lossy().into_owned(),
+        );
+        let mut pairs = vec![
+            ("PVC_DATABASE__PRIMARY", "postgres://pvc@db1/foreman"),
+            ("PVC_TLS__CERT_FILE", cert.as_str()),
+            ("PVC_TLS__KEY_FILE", key.as_str()),
+            ("PVC_TLS__CLIENT_CA_FILE", bundle.as_str()),
+        ];
+        pairs.extend_from_slice(keys);
+        load_from(None, env(&pairs))
+    }
+
+    #[test]
+    fn tls_reload_and_crl_url_keys_have_defaults_and_are_read() {
+        let tls = load_tls(&[]).expect("valid").tls.expect("[tls]");
+        assert_eq!(tls.reload_interval, Duration::from_secs(10));
+        assert_eq!(tls.crl_refresh_interval, Duration::from_secs(300));
+        assert_eq!(tls.client_crl_url, None);
+
+        let url = "https://puppet.example.com:8140/puppet-ca/v1/certificate_revocation_list/ca";
+        let tls = load_tls(&[
+            ("PVC_TLS__CLIENT_CRL_URL", url),
+            ("PVC_TLS__RELOAD_SECS", "2"),
+            ("PVC_TLS__CRL_REFRESH_SECS", "60"),
+        ])
+        .expect("valid")
+        .tls
+        .expect("[tls]");
+        assert_eq!(tls.client_crl_url.map(String::from).as_deref(), Some(url));
+        assert_eq!(tls.reload_interval, Duration::from_secs(2));
+        assert_eq!(tls.crl_refresh_interval, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn bad_tls_reload_and_crl_url_keys_are_reported_by_name() {
+        let text = load_tls(&[
+            ("PVC_TLS__CLIENT_CRL_URL", "http://puppet:8140/crl"),
+            ("PVC_TLS__RELOAD_SECS", "0"),
+            ("PVC_TLS__CRL_REFRESH_SECS", "0"),
+        ])
+        .expect_err("invalid")
+        .to_string();
+        for key in [
+            "tls.client_crl_url: \"http://puppet:8140/crl\": an https:// URL",
+            "tls.reload_secs: must be at least 1",
+            "tls.crl_refresh_secs: must be at least 1",
+        ] {
+            assert!(text.contains(key), "{key} missing from {text}");
+        }
+        let text = load_tls(&[("PVC_TLS__CLIENT_CRL_URL", "not a url")])
+            .expect_err("invalid")
+            .to_string();
+        assert!(text.contains("tls.client_crl_url: \"not a url\""), "{text}");
+
+        let text = load_from(
+            None,
+            env(&[
+                ("PVC_DATABASE__PRIMARY", "postgres://pvc@db1/foreman"),
+                ("PVC_TLS__CLIENT_CRL_URL", "https://puppet:8140/crl"),
+            ]),
+        )
+        .expect_err("no CA")
+        .to_string();
+        assert!(
+            text.contains("tls.client_crl_url: needs tls.client_ca_file"),
+            "{text}"
+        );
     }
 }
 

@@ -1,6 +1,7 @@
 //! HTTPS: the rustls server configuration built from `[tls]` (the bridge's
 //! certificate and key; client certificates verified against the Puppet CA
-//! and its CRLs), and the verified client's certname handed to handlers.
+//! and its CRLs), kept current while the bridge runs, and the verified
+//! client's certname handed to handlers.
 //!
 //! TLS 1.2 and 1.3 with ring, the provider reqwest uses too. Client
 //! certificates are checked by rustls' `WebPkiClientVerifier`: chain to a
@@ -8,6 +9,9 @@
 //! root; both are trust anchors), extended key usage client auth, validity,
 //! and with CRLs given, not revoked: a certificate whose issuer has no CRL
 //! among them is refused rather than assumed good.
+//!
+//! The files are read again when they change and `tls.client_crl_url` is
+//! fetched periodically, without a restart (see [`reload`]).
 //!
 //! The certname of a verified peer certificate is its subject's common name
 //! (Puppet puts the certname there); [`on_connect`] stores it in the
@@ -21,14 +25,21 @@ use std::sync::Arc;
 use actix_tls::accept::rustls_0_23::TlsStream;
 use actix_web::dev::Extensions;
 use actix_web::rt::net::TcpStream;
-use anyhow::{anyhow, Context};
+use anyhow::{anyhow, bail, Context};
+use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
-use rustls::server::WebPkiClientVerifier;
+use rustls::server::danger::ClientCertVerifier;
+use rustls::server::{ResolvesServerCert, StoresServerSessions, WebPkiClientVerifier};
+use rustls::sign::CertifiedKey;
 use rustls::{RootCertStore, ServerConfig};
 
 use crate::certname::Certname;
 use crate::config::TlsSettings;
+
+pub mod reload;
+
+pub use reload::{reload_counts, ReloadCounts};
 
 /// The certname of the connection's verified client certificate (its
 /// subject CN). Absent on plain HTTP, for anonymous clients, and when the
@@ -36,54 +47,128 @@ use crate::config::TlsSettings;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeerCertname(pub Certname);
 
-/// Reads and parses every file of `settings` into a server configuration.
-/// Errors name the key and the file.
+/// Reads and parses every file of `settings` (what `check-config` and
+/// start-up validate); fetches nothing and starts nothing. Errors name the
+/// key and the file.
+pub fn check(settings: &TlsSettings) -> anyhow::Result<()> {
+    let provider = provider();
+    load_server_cert(settings, &provider)?;
+    if let Some(ca_file) = &settings.client_ca_file {
+        let files = ClientFiles::load(ca_file, &settings.client_crl_files)?;
+        build_verifier(settings, &provider, &files.roots, files.crls.clone())
+            .map_err(|e| files.error(e))?;
+    }
+    Ok(())
+}
+
+/// The server configuration for `settings`: every file read and parsed
+/// (errors name the key and the file), the CRLs of `tls.client_crl_url`
+/// fetched once (a failure is logged; client certificates are then refused
+/// until a fetch succeeds), and the reloading thread started. The thread
+/// ends after the configuration (and every server holding it) is dropped.
 pub fn server_config(settings: &TlsSettings) -> anyhow::Result<ServerConfig> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let chain = read_certs("tls.cert_file", &settings.cert_file)?;
-    let key = read_key("tls.key_file", &settings.key_file)?;
-    let verifier = match &settings.client_ca_file {
-        None => WebPkiClientVerifier::no_client_auth(),
-        Some(ca_file) => {
-            let mut roots = RootCertStore::empty();
-            for cert in read_certs("tls.client_ca_file", ca_file)? {
-                roots.add(cert).with_context(|| {
-                    format!(
-                        "tls.client_ca_file: {}: not a CA certificate",
-                        ca_file.display()
-                    )
-                })?;
-            }
-            let mut crls = Vec::new();
-            for file in &settings.client_crl_files {
-                crls.extend(read_crls(file)?);
-            }
-            let mut builder =
-                WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Arc::clone(&provider))
-                    .with_crls(crls);
-            if !settings.require_client_cert {
-                builder = builder.allow_unauthenticated();
-            }
-            builder.build().with_context(|| {
-                format!(
-                    "tls.client_ca_file / tls.client_crl_files: {}",
-                    ca_file.display()
-                )
-            })?
-        }
-    };
-    ServerConfig::builder_with_provider(provider)
+    let provider = provider();
+    let live = reload::Live::load(settings, &provider)?;
+    let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .context("TLS protocol versions")?
-        .with_client_cert_verifier(verifier)
-        .with_single_cert(chain, key)
-        .with_context(|| {
-            format!(
-                "tls.key_file: {} does not match tls.cert_file {}",
-                settings.key_file.display(),
-                settings.cert_file.display()
-            )
+        .with_client_cert_verifier(Arc::clone(&live.verifier))
+        .with_cert_resolver(Arc::clone(&live.cert) as Arc<dyn ResolvesServerCert>);
+    config.session_storage = Arc::clone(&live.sessions) as Arc<dyn StoresServerSessions>;
+    live.start()?;
+    Ok(config)
+}
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// `tls.client_ca_file` and `tls.client_crl_files`, parsed.
+struct ClientFiles {
+    ca_file: std::path::PathBuf,
+    ca_certs: Vec<CertificateDer<'static>>,
+    roots: Arc<RootCertStore>,
+    crls: Vec<CertificateRevocationListDer<'static>>,
+}
+
+impl ClientFiles {
+    fn load(ca_file: &Path, crl_files: &[std::path::PathBuf]) -> anyhow::Result<ClientFiles> {
+        let ca_certs = read_certs("tls.client_ca_file", ca_file)?;
+        let mut roots = RootCertStore::empty();
+        for cert in &ca_certs {
+            roots.add(cert.clone()).with_context(|| {
+                format!(
+                    "tls.client_ca_file: {}: not a CA certificate",
+                    ca_file.display()
+                )
+            })?;
+        }
+        let mut crls = Vec::new();
+        for file in crl_files {
+            let pem = read_file("tls.client_crl_files", file)?;
+            crls.extend(
+                parse_crls(&pem)
+                    .map_err(|e| anyhow!("tls.client_crl_files: {}: {e}", file.display()))?,
+            );
+        }
+        Ok(ClientFiles {
+            ca_file: ca_file.to_owned(),
+            ca_certs,
+            roots: Arc::new(roots),
+            crls,
         })
+    }
+
+    fn error(&self, error: rustls::server::VerifierBuilderError) -> anyhow::Error {
+        anyhow!(
+            "tls.client_ca_file / tls.client_crl_files: {}: {error}",
+            self.ca_file.display()
+        )
+    }
+}
+
+fn build_verifier(
+    settings: &TlsSettings,
+    provider: &Arc<CryptoProvider>,
+    roots: &Arc<RootCertStore>,
+    crls: Vec<CertificateRevocationListDer<'static>>,
+) -> Result<Arc<dyn ClientCertVerifier>, rustls::server::VerifierBuilderError> {
+    let mut builder =
+        WebPkiClientVerifier::builder_with_provider(Arc::clone(roots), Arc::clone(provider))
+            .with_crls(crls);
+    if !settings.require_client_cert {
+        builder = builder.allow_unauthenticated();
+    }
+    builder.build()
+}
+
+fn load_server_cert(
+    settings: &TlsSettings,
+    provider: &CryptoProvider,
+) -> anyhow::Result<CertifiedKey> {
+    let chain = read_certs("tls.cert_file", &settings.cert_file)?;
+    let key = read_key("tls.key_file", &settings.key_file)?;
+    CertifiedKey::from_der(chain, key, provider).with_context(|| {
+        format!(
+            "tls.key_file: {} does not match tls.cert_file {}",
+            settings.key_file.display(),
+            settings.cert_file.display()
+        )
+    })
+}
+
+/// PEM CRLs (what Puppet serves and writes), or one DER CRL.
+fn parse_crls(bytes: &[u8]) -> anyhow::Result<Vec<CertificateRevocationListDer<'static>>> {
+    let crls = CertificateRevocationListDer::pem_slice_iter(bytes)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| anyhow!("not PEM CRLs ({e})"))?;
+    if !crls.is_empty() {
+        return Ok(crls);
+    }
+    if bytes.first() == Some(&0x30) {
+        return Ok(vec![CertificateRevocationListDer::from(bytes.to_vec())]);
+    }
+    bail!("no CRL in it (PEM expected)")
 }
 
 /// `HttpServer::on_connect` hook: stores the verified client's certname as
@@ -203,21 +288,6 @@ fn read_key(key: &str, path: &Path) -> anyhow::Result<PrivateKeyDer<'static>> {
         .map_err(|e| anyhow!("{key}: {}: no private key in it ({e})", path.display()))
 }
 
-fn read_crls(path: &Path) -> anyhow::Result<Vec<CertificateRevocationListDer<'static>>> {
-    const KEY: &str = "tls.client_crl_files";
-    let pem = read_file(KEY, path)?;
-    let crls = CertificateRevocationListDer::pem_slice_iter(&pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| anyhow!("{KEY}: {}: not PEM CRLs ({e})", path.display()))?;
-    if crls.is_empty() {
-        return Err(anyhow!(
-            "{KEY}: {}: no CRL in it (PEM expected)",
-            path.display()
-        ));
-    }
-    Ok(crls)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -273,5 +343,47 @@ mod tests {
         for len in [0, 1, 2, 10, der.len() / 2] {
             assert_eq!(subject_common_name(&der[..len]), None, "{len} bytes");
         }
+    }
+
+    #[test]
+    fn crls_are_read_from_pem_or_der() {
+        let ca = pvc_testkit::certs::PuppetCa::new("Puppet CA: crl.test").unwrap();
+        let pem = ca.crl_pem(&[]).unwrap();
+        let crls = parse_crls(pem.as_bytes()).expect("PEM CRLs");
+        assert_eq!(crls.len(), 2, "the intermediate's and the root's");
+        let der = parse_crls(crls[0].as_ref()).expect("one DER CRL");
+        assert_eq!(der, vec![crls[0].clone()]);
+        for bad in [&b""[..], b"not a CRL\n", b"-----BEGIN X509 CRL-----\n!!\n"] {
+            assert!(parse_crls(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn check_reads_the_files_but_fetches_nothing() {
+        let ca = pvc_testkit::certs::PuppetCa::new("Puppet CA: check.test").unwrap();
+        let server = ca.issue_server(&["localhost"]).unwrap();
+        let settings = TlsSettings {
+            cert_file: server.cert.clone(),
+            key_file: server.key.clone(),
+            client_ca_file: Some(ca.ca_file()),
+            client_crl_files: vec![ca.crl_file()],
+            // Nothing listens there; check must not care.
+            client_crl_url: Some("https://127.0.0.1:9/crl".parse().unwrap()),
+            require_client_cert: true,
+            reload_interval: TlsSettings::DEFAULT_RELOAD,
+            crl_refresh_interval: TlsSettings::DEFAULT_CRL_REFRESH,
+        };
+        check(&settings).expect("valid files");
+        let garbage = ca.dir().join("garbage.pem");
+        std::fs::write(&garbage, "not a CRL\n").unwrap();
+        let broken = TlsSettings {
+            client_crl_files: vec![garbage.clone()],
+            ..settings
+        };
+        let error = format!("{:#}", check(&broken).expect_err("broken CRL file"));
+        assert!(
+            error.contains("tls.client_crl_files") && error.contains(&*garbage.to_string_lossy()),
+            "{error}"
+        );
     }
 }

@@ -19,4 +19,5 @@ mod runs;
 mod status_poll;
 mod support;
 mod tls;
+mod tls_reload;
 mod writes;

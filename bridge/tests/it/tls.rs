@@ -201,7 +201,10 @@ async fn the_peer_certname_reaches_handlers() {
         key_file: server.key.clone(),
         client_ca_file: Some(ca.ca_file()),
         client_crl_files: vec![],
+        client_crl_url: None,
         require_client_cert: false,
+        reload_interval: config::TlsSettings::DEFAULT_RELOAD,
+        crl_refresh_interval: config::TlsSettings::DEFAULT_CRL_REFRESH,
     };
     let tls = pvc_bridge::tls::server_config(&settings).expect("TLS configuration");
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");

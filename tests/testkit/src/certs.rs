@@ -131,12 +131,19 @@ impl PuppetCa {
     /// Writes `crl.pem` revoking `revoked` (issued by this CA) and returns
     /// its path.
     pub fn crl(&self, revoked: &[&Issued]) -> anyhow::Result<PathBuf> {
+        let path = self.crl_file();
+        write(&path, &self.crl_pem(revoked)?)?;
+        Ok(path)
+    }
+
+    /// The CRLs of the intermediate (revoking `revoked`) and the root, PEM,
+    /// as the CA's `certificate_revocation_list/ca` endpoint serves them;
+    /// each call has the next CRL number.
+    pub fn crl_pem(&self, revoked: &[&Issued]) -> anyhow::Result<String> {
         let number = self.crl_number.fetch_add(1, Ordering::Relaxed);
         let ca_crl = crl_params(number, revoked).signed_by(&self.ca, &self.ca_key)?;
         let root_crl = crl_params(number, &[]).signed_by(&self.root, &self.root_key)?;
-        let path = self.crl_file();
-        write(&path, &format!("{}{}", ca_crl.pem()?, root_crl.pem()?))?;
-        Ok(path)
+        Ok(format!("{}{}", ca_crl.pem()?, root_crl.pem()?))
     }
 
     fn issue(&self, certname: &str, alt_names: &[&str]) -> anyhow::Result<Issued> {
@@ -225,8 +232,14 @@ fn random_u64() -> u64 {
     hasher.finish()
 }
 
+/// Replaces `path` at once (a new file renamed over it), as certificate
+/// tooling should, so a reader never sees half a file.
 fn write(path: &Path, text: &str) -> anyhow::Result<()> {
-    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+    let mut partial = path.as_os_str().to_owned();
+    partial.push(".partial");
+    let partial = PathBuf::from(partial);
+    std::fs::write(&partial, text).with_context(|| format!("writing {}", partial.display()))?;
+    std::fs::rename(&partial, path).with_context(|| format!("writing {}", path.display()))
 }
 
 fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
