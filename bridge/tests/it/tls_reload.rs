@@ -354,3 +354,57 @@ async fn client_certificates_wait_for_the_first_crl_from_the_ca_url() {
     bridge.stop().await;
     crls.handle.stop(true).await;
 }
+
+#[tokio::test]
+async fn a_replaced_client_ca_file_decides_for_new_connections() {
+    let ca = PuppetCa::new("Puppet CA: puppet.test").unwrap();
+    let next = PuppetCa::new("Puppet CA: next.test").unwrap();
+    let server = ca.issue_server(&["localhost", "127.0.0.1"]).unwrap();
+    let old_node = ca.issue_node("web01.example.com").unwrap();
+    let new_node = next.issue_node("web02.example.com").unwrap();
+    let bundle = ca.dir().join("client-ca.pem");
+    std::fs::copy(ca.ca_file(), &bundle).unwrap();
+    let mut env = tls_env(&ca, &server);
+    env.retain(|(key, _)| *key != "PVC_TLS__CLIENT_CA_FILE");
+    env.push(("PVC_TLS__CLIENT_CA_FILE", path(&bundle)));
+    let bridge = HttpsBridge::start("tls_reload_client_ca", &env).await;
+    assert!(bridge.admits(&ca, &old_node).await, "a node of the CA");
+    assert!(!bridge.admits(&ca, &new_node).await, "a node of another CA");
+
+    // The bridge's own certificate stays the old CA's: `admits` trusts it.
+    let partial = ca.dir().join("client-ca.pem.partial");
+    std::fs::copy(next.ca_file(), &partial).unwrap();
+    std::fs::rename(&partial, &bundle).unwrap();
+    wait_for("the new CA's node admitted", || async {
+        bridge.admits(&ca, &new_node).await
+    })
+    .await;
+    assert!(
+        !bridge.admits(&ca, &old_node).await,
+        "the old CA is no longer trusted"
+    );
+    bridge.stop().await;
+}
+
+#[tokio::test]
+async fn a_crl_server_without_a_certificate_of_the_client_ca_is_not_believed() {
+    let ca = PuppetCa::new("Puppet CA: puppet.test").unwrap();
+    let elsewhere = PuppetCa::new("Puppet CA: elsewhere.test").unwrap();
+    let server = ca.issue_server(&["localhost", "127.0.0.1"]).unwrap();
+    let node = ca.issue_node("web01.example.com").unwrap();
+    // A valid CRL, served under a certificate the client CA did not issue.
+    let impostor = elsewhere.issue_server(&["localhost"]).unwrap();
+    let crls = CrlServer::start(&impostor, Some(ca.crl_pem(&[]).unwrap()));
+    let mut env = tls_env(&ca, &server);
+    env.push(("PVC_TLS__CLIENT_CRL_URL", crls.url.clone()));
+    let failures = pvc_bridge::tls::reload_counts().crl_fetch_failures;
+    // The first fetch happens while the configuration is built.
+    let bridge = HttpsBridge::start("tls_reload_crl_untrusted", &env).await;
+    assert!(pvc_bridge::tls::reload_counts().crl_fetch_failures > failures);
+    assert!(
+        !bridge.admits(&ca, &node).await,
+        "admitted on a CRL from an untrusted server"
+    );
+    bridge.stop().await;
+    crls.handle.stop(true).await;
+}
