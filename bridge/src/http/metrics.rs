@@ -127,6 +127,7 @@ pub async fn render(
     if let Some(feed) = &state.feed {
         render_feed(&feed.stats, &mut out);
     }
+    render_tls(&crate::tls::reload_counts(), &mut out);
     if let Some(audit) = crate::audit::metrics() {
         render_audit(&audit.snapshot(), &mut out);
     }
@@ -136,6 +137,50 @@ pub async fn render(
 }
 
 /// Each replica as routing sees it (`store::health`), labelled `host:port`.
+/// TLS material reloaded on change and CRLs fetched from the CA (process
+/// wide; zero without `[tls]`).
+fn render_tls(counts: &crate::tls::ReloadCounts, out: &mut String) {
+    for (material, reloads, failures) in [
+        (
+            "server_cert",
+            counts.server_cert_reloads,
+            counts.server_cert_failures,
+        ),
+        (
+            "client_verifier",
+            counts.client_verifier_reloads,
+            counts.client_verifier_failures,
+        ),
+    ] {
+        let _ = writeln!(
+            out,
+            "# HELP pvc_bridge_tls_reloads_total TLS material taken into service after its files changed.\n\
+             # TYPE pvc_bridge_tls_reloads_total counter\n\
+             pvc_bridge_tls_reloads_total{{material=\"{material}\"}} {reloads}\n\
+             # HELP pvc_bridge_tls_reload_failures_total Changed TLS files that did not read or parse (the previous material stays).\n\
+             # TYPE pvc_bridge_tls_reload_failures_total counter\n\
+             pvc_bridge_tls_reload_failures_total{{material=\"{material}\"}} {failures}"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP pvc_bridge_tls_crl_fetches_total CRL fetches from tls.client_crl_url that succeeded.\n\
+         # TYPE pvc_bridge_tls_crl_fetches_total counter\npvc_bridge_tls_crl_fetches_total {}\n\
+         # HELP pvc_bridge_tls_crl_fetch_failures_total CRL fetches that failed (the last good CRL stays).\n\
+         # TYPE pvc_bridge_tls_crl_fetch_failures_total counter\npvc_bridge_tls_crl_fetch_failures_total {}",
+        counts.crl_fetches, counts.crl_fetch_failures
+    );
+    if counts.crl_last_fetch_unix_secs > 0 {
+        let _ = writeln!(
+            out,
+            "# HELP pvc_bridge_tls_crl_last_fetch_timestamp_seconds When the last CRL fetch succeeded.\n\
+             # TYPE pvc_bridge_tls_crl_last_fetch_timestamp_seconds gauge\n\
+             pvc_bridge_tls_crl_last_fetch_timestamp_seconds {}",
+            counts.crl_last_fetch_unix_secs
+        );
+    }
+}
+
 fn render_replicas(replicas: &[crate::store::ReplicaState], out: &mut String) {
     if replicas.is_empty() {
         return;

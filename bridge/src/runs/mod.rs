@@ -465,6 +465,9 @@ impl RunService {
                     }
                 }
             }
+            // Counted before it is visible, so whoever sees the new answer
+            // also sees the count.
+            self.stats.hosts_reloaded.fetch_add(1, Ordering::Relaxed);
             let mut changed = self
                 .changed_hosts
                 .write()
@@ -477,7 +480,6 @@ impl RunService {
                     *entry = (read_at, info.clone());
                 }
             }
-            self.stats.hosts_reloaded.fetch_add(1, Ordering::Relaxed);
         }
         Ok(())
     }
