@@ -114,7 +114,9 @@ Try, in another terminal:
   curl -s -X POST -H "Authorization: Bearer \$(cat $ADMIN_TOKEN_FILE)" '$url/admin/cache/invalidate?certname=$host'
   curl -s '$url/host?fqdn=$host'                    # a run decision, as agents get it
   curl -s '$url/host?fqdn=$host&trigger=file_change' # a forced run
-  PVC_CONFIG=$CONFIG target/release/pvc-bridge explain $host   # sends the admin token
+  PVC_DATABASE__PRIMARY='$PVC_DATABASE__PRIMARY' PVC_LISTEN=$LISTEN PVC_CONFIG=$CONFIG target/release/pvc-bridge explain $host   # sends the admin token
+  /usr/lib/postgresql/15/bin/psql '$PVC_DATABASE__PRIMARY' -c "UPDATE hosts SET comment = 'edited in Foreman' WHERE name = '$host'"
+  curl -s '$url/node/$host?format=yml' | grep '^  comment'   # the change is in the ENC within a second (docs/changes.md)
   curl -s -X POST -H "Authorization: Bearer \$(cat $ADMIN_TOKEN_FILE)" '$url/admin/converge' -H 'Content-Type: application/json' -d '{"environment": "production", "within_secs": 120}'
   curl -s '$url/metrics' | grep -E 'pvc_bridge_(runs|pool|server)'
   target/release/pvc-pg status --dir $PG_DIR
