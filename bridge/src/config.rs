@@ -74,6 +74,32 @@ pub struct RawConfig {
     pub tls: TlsRaw,
     #[serde(default)]
     pub access: AccessRaw,
+    #[serde(default)]
+    pub http: HttpLimits,
+}
+
+/// Connection limits against slow or stuck clients (`[http]`).
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpLimits {
+    /// A client must have sent a request's head (request line and headers)
+    /// within this long of connecting or of its previous request, else it
+    /// gets 408 and is disconnected (a slow-loris client holds nothing).
+    pub request_head_timeout_ms: u64,
+    /// An idle keep-alive connection is closed after this long.
+    pub keep_alive_secs: u64,
+    /// After the answer, how long a client that does not close gets.
+    pub disconnect_timeout_ms: u64,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        HttpLimits {
+            request_head_timeout_ms: 5000,
+            keep_alive_secs: 5,
+            disconnect_timeout_ms: 1000,
+        }
+    }
 }
 
 fn default_listen() -> String {
@@ -704,6 +730,7 @@ pub struct Config {
     pub tls: Option<TlsSettings>,
     /// Who may ask what; tokens already read.
     pub access: crate::access::Policy,
+    pub http: HttpLimits,
 }
 
 /// HTTPS, validated (see [`TlsRaw`]).
@@ -931,6 +958,18 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         errors.push("audit.every_secs: must be a positive number of seconds".into());
     }
     validate_changes(&raw.changes, &mut errors);
+    for (key, value) in [
+        (
+            "http.request_head_timeout_ms",
+            raw.http.request_head_timeout_ms,
+        ),
+        ("http.keep_alive_secs", raw.http.keep_alive_secs),
+        ("http.disconnect_timeout_ms", raw.http.disconnect_timeout_ms),
+    ] {
+        if value == 0 {
+            errors.push(format!("{key}: must be at least 1"));
+        }
+    }
     for (key, path) in [
         ("foreman.ssl_cert", &foreman.ssl_cert),
         ("foreman.ssl_key", &foreman.ssl_key),
@@ -980,6 +1019,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         changes: raw.changes,
         tls,
         access,
+        http: raw.http,
     })
 }
 

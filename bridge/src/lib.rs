@@ -58,6 +58,8 @@ pub struct Bridge {
     pub feed: Option<Arc<changes::feed::ChangeFeed>>,
     /// Who may ask what (`[access]`, client certificates).
     pub access: Arc<access::Policy>,
+    /// Connection limits against slow clients (`[http]`).
+    pub http: config::HttpLimits,
 }
 
 impl Bridge {
@@ -103,6 +105,7 @@ impl Bridge {
             forwarder,
             feed,
             access: Arc::new(config.access.clone()),
+            http: config.http,
         })
     }
 
@@ -252,7 +255,16 @@ fn start(
             .listen(listener)
             .context("starting the HTTP server")?,
     }
-    .shutdown_timeout(10);
+    .shutdown_timeout(10)
+    // A client that sends its request head too slowly, or idles, is cut
+    // off instead of holding a connection (slow-loris).
+    .client_request_timeout(std::time::Duration::from_millis(
+        bridge.http.request_head_timeout_ms,
+    ))
+    .client_disconnect_timeout(std::time::Duration::from_millis(
+        bridge.http.disconnect_timeout_ms,
+    ))
+    .keep_alive(std::time::Duration::from_secs(bridge.http.keep_alive_secs));
     if workers > 0 {
         server = server.workers(workers);
     }

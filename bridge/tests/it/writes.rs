@@ -631,3 +631,93 @@ async fn the_previous_releases_calls_still_store_after_migrating() {
     assert_eq!(row.get::<_, String>("lease_state"), "unknown");
     assert_eq!(count(&db, "pvc.reports").await, 1);
 }
+
+/// A client that sends its request head slowly (slow-loris) is answered 408
+/// and disconnected after `http.request_head_timeout_ms`, and holds nothing:
+/// a normal request on another connection is served meanwhile.
+#[actix_web::test]
+async fn a_slow_client_is_cut_off_and_others_are_served() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let db = crate::support::foreman_db("writes_slow").await;
+    let bridge = crate::support::TestBridge::start(crate::support::config_for(
+        &db,
+        &[("PVC_HTTP__REQUEST_HEAD_TIMEOUT_MS", "300")],
+    ))
+    .await;
+    let addr = bridge.base.trim_start_matches("http://").to_owned();
+    let mut slow = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .expect("partial head");
+    // Another client meanwhile.
+    let (status, _, body) = bridge.get("/healthz").await;
+    assert_eq!((status, body.as_str()), (200, "ok\n"));
+    // The slow one never finishes its head: the bridge ends the connection
+    // (a deadline, not a timing assertion: it must end at all).
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        slow.read_to_end(&mut answer),
+    )
+    .await
+    .expect("the bridge closed the slow connection");
+    read.expect("read");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 408"),
+        "{answer}"
+    );
+    bridge.stop().await;
+
+    // The limit is the configured one, not a built-in: with a long one, a
+    // head finished after 6 s (past actix's default of 5) is still served.
+    let patient = crate::support::TestBridge::start(crate::support::config_for(
+        &db,
+        &[("PVC_HTTP__REQUEST_HEAD_TIMEOUT_MS", "60000")],
+    ))
+    .await;
+    let addr = patient.base.trim_start_matches("http://").to_owned();
+    let mut slow = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .expect("partial head");
+    tokio::time::sleep(std::time::Duration::from_secs(6)).await;
+    slow.write_all(b"Connection: close\r\n\r\n")
+        .await
+        .expect("rest of the head");
+    let mut answer = Vec::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        slow.read_to_end(&mut answer),
+    )
+    .await
+    .expect("answered")
+    .expect("read");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    patient.stop().await;
+}
+
+#[test]
+fn http_limits_must_be_positive() {
+    let errors = pvc_bridge::config::load_from(
+        None,
+        vec![
+            (
+                "PVC_DATABASE__PRIMARY".to_owned(),
+                "postgres://x@db/foreman".to_owned(),
+            ),
+            ("PVC_HTTP__KEEP_ALIVE_SECS".to_owned(), "0".to_owned()),
+        ],
+    )
+    .expect_err("rejected")
+    .to_string();
+    assert!(
+        errors.contains("http.keep_alive_secs: must be at least 1"),
+        "{errors}"
+    );
+}
