@@ -8,10 +8,10 @@ use std::path::Path;
 
 use pvc_bridge::config::Config;
 use pvc_bridge::Bridge;
-use pvc_testkit::certs::{Issued, PuppetCa};
+use pvc_testkit::certs::PuppetCa;
 use pvc_testkit::cluster::TestDb;
 
-use crate::support::{self, golden_hosts};
+use crate::support::{self, golden_hosts, https_client as client};
 
 const ADMIN_TOKEN: &str = "admin-4a7c0e93b1d25f68";
 const SERVER_TOKEN: &str = "server-9b2e6d14c07a3f85";
@@ -84,22 +84,6 @@ fn token_file(dir: &Path, name: &str, token: &str) -> String {
     let file = dir.join(name);
     std::fs::write(&file, format!("{token}\n")).expect("token file");
     path(&file)
-}
-
-/// A client trusting only `ca`, presenting `identity` when given.
-fn client(ca: &PuppetCa, identity: Option<&Issued>) -> reqwest::Client {
-    let bundle = std::fs::read(ca.ca_file()).expect("ca.pem");
-    let mut builder = reqwest::Client::builder()
-        .use_rustls_tls()
-        .tls_built_in_root_certs(false);
-    for root in reqwest::Certificate::from_pem_bundle(&bundle).expect("CA bundle") {
-        builder = builder.add_root_certificate(root);
-    }
-    if let Some(issued) = identity {
-        let pem = issued.identity_pem().expect("certificate and key");
-        builder = builder.identity(reqwest::Identity::from_pem(&pem).expect("identity"));
-    }
-    builder.build().expect("client")
 }
 
 /// HTTPS with optional client certificates from `ca`, `SERVER` and `ADMIN`

@@ -245,3 +245,57 @@ pub fn eval_in(shell: &str, script: &str, keys: &[impl AsRef<str>]) -> Vec<Vec<u
     assert_eq!(values.pop(), Some(Vec::new()), "output ends with a NUL");
     values
 }
+
+/// A bridge serving HTTPS on a fresh copy of the Foreman fixture, with the
+/// `[tls]` (and any other) settings in `env`.
+pub struct HttpsBridge {
+    pub base: String,
+    _bridge: Bridge,
+    server: actix_web::dev::ServerHandle,
+}
+
+impl HttpsBridge {
+    pub async fn start(hint: &str, env: &[(&str, String)]) -> HttpsBridge {
+        let db = foreman_db(hint).await;
+        let extra: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let config = config_for(&db, &extra);
+        let settings = config.tls.as_ref().expect("[tls] configured");
+        let bridge = Bridge::new(&config).expect("bridge");
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let tls = pvc_bridge::tls::server_config(settings).expect("TLS configuration");
+        let server = pvc_bridge::serve_tls(&bridge, listener, 1, tls).expect("serve");
+        let handle = server.handle();
+        tokio::spawn(server);
+        HttpsBridge {
+            base: format!("https://localhost:{port}"),
+            _bridge: bridge,
+            server: handle,
+        }
+    }
+
+    pub async fn stop(self) {
+        self.server.stop(true).await;
+    }
+}
+
+/// A new client (no session to resume) trusting only `ca`, presenting
+/// `identity` when given; answers carry the peer's certificate (`TlsInfo`).
+pub fn https_client(
+    ca: &pvc_testkit::certs::PuppetCa,
+    identity: Option<&pvc_testkit::certs::Issued>,
+) -> reqwest::Client {
+    let bundle = std::fs::read(ca.ca_file()).expect("ca.pem");
+    let mut builder = reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .tls_info(true);
+    for root in reqwest::Certificate::from_pem_bundle(&bundle).expect("CA bundle") {
+        builder = builder.add_root_certificate(root);
+    }
+    if let Some(issued) = identity {
+        let pem = issued.identity_pem().expect("certificate and key");
+        builder = builder.identity(reqwest::Identity::from_pem(&pem).expect("identity"));
+    }
+    builder.build().expect("client")
+}

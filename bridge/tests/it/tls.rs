@@ -6,42 +6,9 @@ use std::net::TcpListener;
 
 use pvc_bridge::config;
 use pvc_bridge::tls::PeerCertname;
-use pvc_bridge::Bridge;
 use pvc_testkit::certs::{Issued, PuppetCa};
 
-use crate::support;
-
-/// A bridge serving HTTPS on `db` with the `[tls]` settings in `tls`.
-struct HttpsBridge {
-    base: String,
-    _bridge: Bridge,
-    server: actix_web::dev::ServerHandle,
-}
-
-impl HttpsBridge {
-    async fn start(hint: &str, tls: &[(&str, String)]) -> HttpsBridge {
-        let db = support::foreman_db(hint).await;
-        let extra: Vec<(&str, &str)> = tls.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        let config = support::config_for(&db, &extra);
-        let settings = config.tls.as_ref().expect("[tls] configured");
-        let bridge = Bridge::new(&config).expect("bridge");
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let port = listener.local_addr().expect("addr").port();
-        let tls = pvc_bridge::tls::server_config(settings).expect("TLS configuration");
-        let server = pvc_bridge::serve_tls(&bridge, listener, 1, tls).expect("serve");
-        let handle = server.handle();
-        tokio::spawn(server);
-        HttpsBridge {
-            base: format!("https://localhost:{port}"),
-            _bridge: bridge,
-            server: handle,
-        }
-    }
-
-    async fn stop(self) {
-        self.server.stop(true).await;
-    }
-}
+use crate::support::{https_client as client, HttpsBridge};
 
 /// `[tls]` for a server certificate of `ca`, with client certificates
 /// from `ca` (and `crl` when given).
@@ -63,23 +30,6 @@ fn tls_env(
 
 fn path(p: &std::path::Path) -> String {
     p.to_str().expect("UTF-8 path").to_owned()
-}
-
-/// A client trusting only `ca`, presenting `identity` when given, as the
-/// agent does with the node's Puppet certificate.
-fn client(ca: &PuppetCa, identity: Option<&Issued>) -> reqwest::Client {
-    let bundle = std::fs::read(ca.ca_file()).expect("ca.pem");
-    let mut builder = reqwest::Client::builder()
-        .use_rustls_tls()
-        .tls_built_in_root_certs(false);
-    for root in reqwest::Certificate::from_pem_bundle(&bundle).expect("CA bundle") {
-        builder = builder.add_root_certificate(root);
-    }
-    if let Some(issued) = identity {
-        let pem = issued.identity_pem().expect("certificate and key");
-        builder = builder.identity(reqwest::Identity::from_pem(&pem).expect("identity"));
-    }
-    builder.build().expect("client")
 }
 
 async fn healthz(client: &reqwest::Client, base: &str) -> Result<(u16, String), reqwest::Error> {

@@ -10,45 +10,32 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actix_web::{web, App, HttpResponse, HttpServer};
-use pvc_bridge::Bridge;
 use pvc_testkit::certs::{Issued, PuppetCa};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
-use crate::support;
+use crate::support::{https_client as client, HttpsBridge};
 
 /// How long a change may take to show before the test fails; the bridges
 /// here check every second.
 const PATIENCE: Duration = Duration::from_secs(60);
 
-struct HttpsBridge {
-    base: String,
-    _bridge: Bridge,
-    server: actix_web::dev::ServerHandle,
+/// [`HttpsBridge::start`] re-reading its files and the CA's CRL every
+/// second.
+async fn start_reloading(hint: &str, tls: &[(&str, String)]) -> HttpsBridge {
+    let mut env = tls.to_vec();
+    env.push(("PVC_TLS__RELOAD_SECS", "1".to_owned()));
+    env.push(("PVC_TLS__CRL_REFRESH_SECS", "1".to_owned()));
+    HttpsBridge::start(hint, &env).await
 }
 
-impl HttpsBridge {
-    async fn start(hint: &str, tls: &[(&str, String)]) -> HttpsBridge {
-        let db = support::foreman_db(hint).await;
-        let mut extra: Vec<(&str, &str)> = tls.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        extra.push(("PVC_TLS__RELOAD_SECS", "1"));
-        extra.push(("PVC_TLS__CRL_REFRESH_SECS", "1"));
-        let config = support::config_for(&db, &extra);
-        let settings = config.tls.as_ref().expect("[tls] configured");
-        let bridge = Bridge::new(&config).expect("bridge");
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let port = listener.local_addr().expect("addr").port();
-        let tls = pvc_bridge::tls::server_config(settings).expect("TLS configuration");
-        let server = pvc_bridge::serve_tls(&bridge, listener, 1, tls).expect("serve");
-        let handle = server.handle();
-        tokio::spawn(server);
-        HttpsBridge {
-            base: format!("https://localhost:{port}"),
-            _bridge: bridge,
-            server: handle,
-        }
-    }
+/// What a test asks a running HTTPS bridge.
+trait Probe {
+    async fn admits(&self, ca: &PuppetCa, identity: &Issued) -> bool;
+    async fn peer_certificate(&self, ca: &PuppetCa, identity: &Issued) -> Vec<u8>;
+}
 
+impl Probe for HttpsBridge {
     /// Whether a new connection with `identity` is served `/healthz`.
     async fn admits(&self, ca: &PuppetCa, identity: &Issued) -> bool {
         let answer = client(ca, Some(identity))
@@ -73,10 +60,6 @@ impl HttpsBridge {
             .expect("peer certificate")
             .to_vec()
     }
-
-    async fn stop(self) {
-        self.server.stop(true).await;
-    }
 }
 
 fn tls_env(ca: &PuppetCa, server: &Issued) -> Vec<(&'static str, String)> {
@@ -89,23 +72,6 @@ fn tls_env(ca: &PuppetCa, server: &Issued) -> Vec<(&'static str, String)> {
 
 fn path(p: &Path) -> String {
     p.to_str().expect("UTF-8 path").to_owned()
-}
-
-/// A new client (no session to resume) trusting only `ca`.
-fn client(ca: &PuppetCa, identity: Option<&Issued>) -> reqwest::Client {
-    let bundle = std::fs::read(ca.ca_file()).expect("ca.pem");
-    let mut builder = reqwest::Client::builder()
-        .use_rustls_tls()
-        .tls_built_in_root_certs(false)
-        .tls_info(true);
-    for root in reqwest::Certificate::from_pem_bundle(&bundle).expect("CA bundle") {
-        builder = builder.add_root_certificate(root);
-    }
-    if let Some(issued) = identity {
-        let pem = issued.identity_pem().expect("certificate and key");
-        builder = builder.identity(reqwest::Identity::from_pem(&pem).expect("identity"));
-    }
-    builder.build().expect("client")
 }
 
 fn leaf_der(cert_file: &Path) -> Vec<u8> {
@@ -136,7 +102,7 @@ async fn a_certificate_revoked_in_the_crl_file_is_refused_without_restart() {
     let crl = ca.crl(&[]).unwrap();
     let mut env = tls_env(&ca, &server);
     env.push(("PVC_TLS__CLIENT_CRL_FILES", path(&crl)));
-    let bridge = HttpsBridge::start("tls_reload_crl_file", &env).await;
+    let bridge = start_reloading("tls_reload_crl_file", &env).await;
     assert!(bridge.admits(&ca, &web01).await, "web01 before revocation");
     assert!(bridge.admits(&ca, &web02).await, "web02 before revocation");
     // A client that keeps its TLS session (but not its connections).
@@ -183,7 +149,7 @@ async fn a_server_certificate_replaced_on_disk_is_presented_and_a_broken_one_is_
     let ca = PuppetCa::new("Puppet CA: puppet.test").unwrap();
     let first = ca.issue_server(&["localhost", "127.0.0.1"]).unwrap();
     let node = ca.issue_node("web01.example.com").unwrap();
-    let bridge = HttpsBridge::start("tls_reload_server_cert", &tls_env(&ca, &first)).await;
+    let bridge = start_reloading("tls_reload_server_cert", &tls_env(&ca, &first)).await;
     let first_der = leaf_der(&first.cert);
     assert_eq!(bridge.peer_certificate(&ca, &node).await, first_der);
 
@@ -306,7 +272,7 @@ async fn a_certificate_revoked_at_the_ca_url_is_refused_after_the_refresh() {
     let crls = CrlServer::start(&puppet, Some(ca.crl_pem(&[]).unwrap()));
     let mut env = tls_env(&ca, &server);
     env.push(("PVC_TLS__CLIENT_CRL_URL", crls.url.clone()));
-    let bridge = HttpsBridge::start("tls_reload_crl_url", &env).await;
+    let bridge = start_reloading("tls_reload_crl_url", &env).await;
     assert!(bridge.admits(&ca, &web01).await, "web01 before revocation");
     assert!(bridge.admits(&ca, &web02).await, "web02 before revocation");
 
@@ -339,7 +305,7 @@ async fn client_certificates_wait_for_the_first_crl_from_the_ca_url() {
     let crls = CrlServer::start(&puppet, None);
     let mut env = tls_env(&ca, &server);
     env.push(("PVC_TLS__CLIENT_CRL_URL", crls.url.clone()));
-    let bridge = HttpsBridge::start("tls_reload_crl_first", &env).await;
+    let bridge = start_reloading("tls_reload_crl_first", &env).await;
     assert!(
         crls.unavailable.load(Ordering::SeqCst) > 0,
         "fetched at start"
@@ -367,7 +333,7 @@ async fn a_replaced_client_ca_file_decides_for_new_connections() {
     let mut env = tls_env(&ca, &server);
     env.retain(|(key, _)| *key != "PVC_TLS__CLIENT_CA_FILE");
     env.push(("PVC_TLS__CLIENT_CA_FILE", path(&bundle)));
-    let bridge = HttpsBridge::start("tls_reload_client_ca", &env).await;
+    let bridge = start_reloading("tls_reload_client_ca", &env).await;
     assert!(bridge.admits(&ca, &old_node).await, "a node of the CA");
     assert!(!bridge.admits(&ca, &new_node).await, "a node of another CA");
 
@@ -399,7 +365,7 @@ async fn a_crl_server_without_a_certificate_of_the_client_ca_is_not_believed() {
     env.push(("PVC_TLS__CLIENT_CRL_URL", crls.url.clone()));
     let failures = pvc_bridge::tls::reload_counts().crl_fetch_failures;
     // The first fetch happens while the configuration is built.
-    let bridge = HttpsBridge::start("tls_reload_crl_untrusted", &env).await;
+    let bridge = start_reloading("tls_reload_crl_untrusted", &env).await;
     assert!(pvc_bridge::tls::reload_counts().crl_fetch_failures > failures);
     assert!(
         !bridge.admits(&ca, &node).await,
