@@ -487,13 +487,16 @@ async fn host_decisions_follow_the_feed() {
     .map(|(k, v)| (k.to_owned(), v.to_owned()));
     let config = pvc_bridge::config::load_from(Some(&file), env.to_vec()).expect("configuration");
     let bridge = start(config).await;
-    bridge.bridge.runs.start().expect("run service");
+    // The directory first, then the loops: their first refresh finds it
+    // unchanged (a rebuild that read after the change below would show the
+    // new value without the targeted reload this test is about).
     bridge
         .bridge
         .runs
         .refresh_directory()
         .await
         .expect("host directory");
+    bridge.bridge.runs.start().expect("run service");
 
     let answer = |bridge: &TestBridge| {
         let bridge = bridge.base.clone();
