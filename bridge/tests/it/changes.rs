@@ -278,6 +278,22 @@ struct Outcome {
 async fn random_changes(db: &TestDb, replicas: &[String], changes: usize, seed: u64) -> Outcome {
     let primary = cluster::connect(&db.primary_url).await.expect("primary");
     let mut expected = prepare(&primary).await;
+    // Every replica has the setup (its last row) before the bridge starts
+    // following the feed: those rows are from before the start, not changes
+    // (a late one would flush everything in the middle of the checks).
+    for url in replicas {
+        let replica = cluster::connect(url).await.expect("replica");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while replica
+            .query_opt("SELECT 1 FROM settings WHERE name = 'enc_environment'", &[])
+            .await
+            .expect("replica")
+            .is_none()
+        {
+            assert!(Instant::now() < deadline, "the setup never reached {url}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
     let bridge = start(feed_config(db, replicas)).await;
     let replica = cluster::connect(&replicas[0]).await.expect("replica");
 
@@ -465,6 +481,12 @@ async fn host_decisions_follow_the_feed() {
         ))
         .await
         .expect("parameters");
+    // The setup is on the replica before the bridge starts following the
+    // feed (its rows are then from before the start, not changes).
+    cluster::shared()
+        .wait_replica_caught_up()
+        .await
+        .expect("replica");
     let dir = std::env::temp_dir().join(format!("pvc-it-changes-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let file = dir.join("bridge.toml");
@@ -545,7 +567,17 @@ async fn host_decisions_follow_the_feed() {
         .await
         .expect("host parameter");
     wait_for("FACTER_ROLLOUT='two'").await;
-    assert!(reloaded() > before, "the host was read again on its own");
+    // The feed reads that host again on its own (a rebuild may have shown
+    // the new value first on a loaded machine; the reload must come all the
+    // same).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while reloaded() <= before {
+        assert!(
+            Instant::now() < deadline,
+            "the host was never read again on its own"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
     primary
         .execute(
