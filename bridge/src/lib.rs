@@ -53,9 +53,9 @@ pub struct Bridge {
     pub uploads: Arc<writes::Uploads>,
     /// `None` without `foreman.url` (or with `forward.enabled` off).
     pub forwarder: Option<Arc<forward::Forwarder>>,
-    /// The change feed's follower and pruner (always there; it follows
-    /// only with `changes.enabled`).
-    pub feed: Option<Arc<changes::feed::ChangeFeed>>,
+    /// The change feed's follower and pruner (it follows only with
+    /// `changes.enabled`; it always prunes).
+    pub feed: Arc<changes::feed::ChangeFeed>,
     /// Who may ask what (`[access]`, client certificates).
     pub access: Arc<access::Policy>,
     /// Connection limits against slow clients (`[http]`).
@@ -89,12 +89,12 @@ impl Bridge {
             ))),
             _ => None,
         };
-        let feed = Some(changes::feed::ChangeFeed::new(
+        let feed = changes::feed::ChangeFeed::new(
             Arc::clone(&db),
             Arc::clone(&enc),
             Some(Arc::clone(&runs)),
             config.changes.clone(),
-        ));
+        );
         Ok(Bridge {
             db,
             enc,
@@ -116,9 +116,7 @@ impl Bridge {
         self.db.start_monitor(config.replica_health.clone());
         self.runs.start()?;
         self.uploads.start();
-        if let Some(feed) = &self.feed {
-            feed.spawn();
-        }
+        self.feed.spawn();
         if let Some(forwarder) = &self.forwarder {
             let leadership = leader::Leadership::spawn(
                 &config.database_primary,
@@ -220,7 +218,7 @@ fn start(
         db: Arc::clone(&bridge.db),
         runs: Arc::clone(&bridge.runs),
         forward: bridge.forwarder.clone(),
-        feed: bridge.feed.clone(),
+        feed: Arc::clone(&bridge.feed),
     });
     let max_body = bridge.runs.max_report_bytes();
     let writes = actix_web::web::Data::from(Arc::clone(&bridge.writes));

@@ -124,9 +124,7 @@ pub async fn render(
     if let Some(forwarder) = &state.forward {
         render_forward(forwarder, &mut out);
     }
-    if let Some(feed) = &state.feed {
-        render_feed(&feed.stats, &mut out);
-    }
+    render_feed(&state.feed.stats, &mut out);
     render_tls(&crate::tls::reload_counts(), &mut out);
     if let Some(audit) = crate::audit::metrics() {
         render_audit(&audit.snapshot(), &mut out);

@@ -25,7 +25,7 @@ pub struct AppState {
     pub db: Arc<Db>,
     pub runs: Arc<crate::runs::RunService>,
     pub forward: Option<Arc<crate::forward::Forwarder>>,
-    pub feed: Option<Arc<crate::changes::feed::ChangeFeed>>,
+    pub feed: Arc<crate::changes::feed::ChangeFeed>,
 }
 
 /// Registers every route on an actix `App`.

@@ -776,11 +776,7 @@ async fn metrics_show_what_the_feed_did() {
 
     let db = migrated_db("chg_metrics").await;
     let bridge = TestBridge::start(config_for(&db, &[("PVC_CHANGES__POLL_MS", "20")])).await;
-    let feed = bridge
-        .bridge
-        .feed
-        .clone()
-        .expect("the feed is on by default");
+    let feed = std::sync::Arc::clone(&bridge.bridge.feed);
     let (_, _, metrics) = bridge.get("/metrics").await;
     assert!(
         metrics.contains("# TYPE pvc_bridge_changes_last_read_age_seconds gauge"),

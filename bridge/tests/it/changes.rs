@@ -42,12 +42,7 @@ async fn start(config: Config) -> TestBridge {
         .bridge
         .db
         .start_monitor(config.replica_health.clone());
-    bridge
-        .bridge
-        .feed
-        .as_ref()
-        .expect("the feed is on by default")
-        .spawn();
+    bridge.bridge.feed.spawn();
     bridge
 }
 
@@ -409,7 +404,7 @@ async fn random_changes(db: &TestDb, replicas: &[String], changes: usize, seed: 
         );
     }
     let relaxed = |n: &std::sync::atomic::AtomicU64| n.load(std::sync::atomic::Ordering::Relaxed);
-    let feed = &bridge.bridge.feed.as_ref().expect("feed").stats;
+    let feed = &bridge.bridge.feed.stats;
     let outcome = Outcome {
         rows: relaxed(&feed.rows),
         resets: relaxed(&feed.flushes_reset),

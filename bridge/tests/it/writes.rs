@@ -632,16 +632,13 @@ async fn the_previous_releases_calls_still_store_after_migrating() {
     assert_eq!(count(&db, "pvc.reports").await, 1);
 }
 
-/// A client that sends its request head slowly (slow-loris) is answered 408
-/// and disconnected after `http.request_head_timeout_ms`, and holds nothing:
-/// a normal request on another connection is served meanwhile.
-#[actix_web::test]
-async fn a_slow_client_is_cut_off_and_others_are_served() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let db = crate::support::foreman_db("writes_slow").await;
-    let bridge = crate::support::TestBridge::start(crate::support::config_for(
-        &db,
-        &[("PVC_HTTP__REQUEST_HEAD_TIMEOUT_MS", "300")],
+/// A bridge with `http.request_head_timeout_ms = timeout_ms` and a
+/// connection to it that has sent only part of a request head.
+async fn half_sent_request(db: &TestDb, timeout_ms: &str) -> (TestBridge, tokio::net::TcpStream) {
+    use tokio::io::AsyncWriteExt;
+    let bridge = TestBridge::start(config_for(
+        db,
+        &[("PVC_HTTP__REQUEST_HEAD_TIMEOUT_MS", timeout_ms)],
     ))
     .await;
     let addr = bridge.base.trim_start_matches("http://").to_owned();
@@ -651,20 +648,34 @@ async fn a_slow_client_is_cut_off_and_others_are_served() {
     slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
         .await
         .expect("partial head");
+    (bridge, slow)
+}
+
+/// Everything the bridge sends on `conn` until it closes it (30 s at most:
+/// a deadline, not a timing assertion).
+async fn read_until_closed(conn: &mut tokio::net::TcpStream) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), conn.read_to_end(&mut answer))
+        .await
+        .expect("the bridge closed the connection")
+        .expect("read");
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// A client that sends its request head slowly (slow-loris) is answered 408
+/// and disconnected after `http.request_head_timeout_ms`, and holds nothing:
+/// a normal request on another connection is served meanwhile.
+#[actix_web::test]
+async fn a_slow_client_is_cut_off_and_others_are_served() {
+    use tokio::io::AsyncWriteExt;
+    let db = crate::support::foreman_db("writes_slow").await;
+    let (bridge, mut slow) = half_sent_request(&db, "300").await;
     // Another client meanwhile.
     let (status, _, body) = bridge.get("/healthz").await;
     assert_eq!((status, body.as_str()), (200, "ok\n"));
-    // The slow one never finishes its head: the bridge ends the connection
-    // (a deadline, not a timing assertion: it must end at all).
-    let mut answer = Vec::new();
-    let read = tokio::time::timeout(
-        std::time::Duration::from_secs(30),
-        slow.read_to_end(&mut answer),
-    )
-    .await
-    .expect("the bridge closed the slow connection");
-    read.expect("read");
-    let answer = String::from_utf8_lossy(&answer);
+    // The slow one never finishes its head: the bridge ends the connection.
+    let answer = read_until_closed(&mut slow).await;
     assert!(
         answer.is_empty() || answer.starts_with("HTTP/1.1 408"),
         "{answer}"
@@ -673,31 +684,12 @@ async fn a_slow_client_is_cut_off_and_others_are_served() {
 
     // The limit is the configured one, not a built-in: with a long one, a
     // head finished after 6 s (past actix's default of 5) is still served.
-    let patient = crate::support::TestBridge::start(crate::support::config_for(
-        &db,
-        &[("PVC_HTTP__REQUEST_HEAD_TIMEOUT_MS", "60000")],
-    ))
-    .await;
-    let addr = patient.base.trim_start_matches("http://").to_owned();
-    let mut slow = tokio::net::TcpStream::connect(&addr)
-        .await
-        .expect("connect");
-    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
-        .await
-        .expect("partial head");
-    tokio::time::sleep(std::time::Duration::from_secs(6)).await;
+    let (patient, mut slow) = half_sent_request(&db, "60000").await;
+    tokio::time::sleep(Duration::from_secs(6)).await;
     slow.write_all(b"Connection: close\r\n\r\n")
         .await
         .expect("rest of the head");
-    let mut answer = Vec::new();
-    tokio::time::timeout(
-        std::time::Duration::from_secs(30),
-        slow.read_to_end(&mut answer),
-    )
-    .await
-    .expect("answered")
-    .expect("read");
-    let answer = String::from_utf8_lossy(&answer);
+    let answer = read_until_closed(&mut slow).await;
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     patient.stop().await;
 }
