@@ -98,17 +98,14 @@ async fn a_granted_run_has_the_flags_server_and_facter_env_and_its_report_the_ru
 async fn a_file_change_forces_a_run_from_the_cached_catalog_when_no_server_is_up() {
     let db = migrated_db("agent_cached").await;
     let host = golden_hosts()[1].clone();
-    let node_dir = support::temp_dir("cached-files");
-    let watched = node_dir.join("sudoers");
-    std::fs::write(&watched, "root ALL=(ALL) ALL\n").unwrap();
-    set_host_parameter(
+    let (_files, paths) = support::monitored_files(
         &db,
         &host,
-        "pvc_files_monitored",
-        "string",
-        &watched.display().to_string(),
+        "cached-files",
+        &[("sudoers", "root ALL=(ALL) ALL\n")],
     )
     .await;
+    let [watched] = <[_; 1]>::try_from(paths).unwrap();
     // A server whose capacity is pushed, never pushed: down.
     let toml = scheduler_toml("server_down_after_secs = 1")
         .replace("jrubies = 8\n", "jrubies = 8\npushed = true\n");
@@ -142,19 +139,17 @@ async fn a_file_change_forces_a_run_from_the_cached_catalog_when_no_server_is_up
 async fn puppets_own_restore_does_not_retrigger_but_a_mid_run_tamper_does() {
     let db = migrated_db("agent_tamper").await;
     let host = golden_hosts()[2].clone();
-    let files = support::temp_dir("tamper-files");
-    let restored = files.join("motd");
-    let tampered = files.join("sshd_config");
-    std::fs::write(&restored, "welcome\n").unwrap();
-    std::fs::write(&tampered, "PermitRootLogin no\n").unwrap();
-    set_host_parameter(
+    let (_files, paths) = support::monitored_files(
         &db,
         &host,
-        "pvc_files_monitored",
-        "string",
-        &format!("{} {}", restored.display(), tampered.display()),
+        "tamper-files",
+        &[
+            ("motd", "welcome\n"),
+            ("sshd_config", "PermitRootLogin no\n"),
+        ],
     )
     .await;
+    let [restored, tampered] = <[_; 2]>::try_from(paths).unwrap();
     let bridge = TestBridge::start(&bridge_config(&db, &scheduler_toml(""), &[])).await;
     let node = Node::new("tamper", &host, &bridge.base, "");
     // Each run rewrites `restored` and says so in last_run_report.yaml; the
@@ -207,17 +202,14 @@ async fn puppets_own_restore_does_not_retrigger_but_a_mid_run_tamper_does() {
 async fn a_file_replaced_by_rename_is_still_detected_each_time() {
     let db = migrated_db("agent_rename").await;
     let host = golden_hosts()[3].clone();
-    let files = support::temp_dir("rename-files");
-    let watched = files.join("resolv.conf");
-    std::fs::write(&watched, "nameserver 192.0.2.1\n").unwrap();
-    set_host_parameter(
+    let (_files, paths) = support::monitored_files(
         &db,
         &host,
-        "pvc_files_monitored",
-        "string",
-        &watched.display().to_string(),
+        "rename-files",
+        &[("resolv.conf", "nameserver 192.0.2.1\n")],
     )
     .await;
+    let [watched] = <[_; 1]>::try_from(paths).unwrap();
     let bridge = TestBridge::start(&bridge_config(&db, &scheduler_toml(""), &[])).await;
     let node = Node::new("rename", &host, &bridge.base, "");
     let agent = node.spawn_run();
@@ -289,17 +281,14 @@ async fn without_the_bridge_nodes_back_off_then_fall_back_spread_by_certname() {
 async fn a_file_change_without_the_bridge_runs_at_once_and_the_reports_arrive_later_once() {
     let db = migrated_db("agent_offline").await;
     let host = golden_hosts()[4].clone();
-    let files = support::temp_dir("offline-files");
-    let watched = files.join("hosts");
-    std::fs::write(&watched, "127.0.0.1 localhost\n").unwrap();
-    set_host_parameter(
+    let (_files, paths) = support::monitored_files(
         &db,
         &host,
-        "pvc_files_monitored",
-        "string",
-        &watched.display().to_string(),
+        "offline-files",
+        &[("hosts", "127.0.0.1 localhost\n")],
     )
     .await;
+    let [watched] = <[_; 1]>::try_from(paths).unwrap();
     let config = bridge_config(&db, &scheduler_toml(""), &[]);
     let bridge = TestBridge::start(&config).await;
     let addr = bridge.addr;

@@ -72,6 +72,29 @@ pub fn sql_literal(s: &str) -> String {
 }
 
 /// A Foreman host parameter on `host`.
+/// Files with these names and contents in a fresh directory (`hint`,
+/// removed when the returned guard drops), monitored for `host` through its
+/// `pvc_files_monitored` parameter.
+pub async fn monitored_files(
+    db: &TestDb,
+    host: &str,
+    hint: &str,
+    files: &[(&str, &str)],
+) -> (Scratch, Vec<std::path::PathBuf>) {
+    let dir = temp_dir(hint);
+    let paths: Vec<std::path::PathBuf> = files
+        .iter()
+        .map(|(name, content)| {
+            let path = dir.join(name);
+            std::fs::write(&path, content).expect("monitored file");
+            path
+        })
+        .collect();
+    let list: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+    set_host_parameter(db, host, "pvc_files_monitored", "string", &list.join(" ")).await;
+    (dir, paths)
+}
+
 pub async fn set_host_parameter(db: &TestDb, host: &str, name: &str, key_type: &str, value: &str) {
     write_and_replicate(
         db,
