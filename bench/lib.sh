@@ -198,7 +198,7 @@ start_bridge() {
   # The admin API (/admin/...) needs the admin token (docs/security.md).
   ADMIN_TOKEN_FILE=${ADMIN_TOKEN_FILE:-$RUN_DIR/admin.token}
   [ -s "$ADMIN_TOKEN_FILE" ] || (umask 077 && head -c 32 /dev/urandom | base64 | tr -d '/+=\n' >"$ADMIN_TOKEN_FILE")
-  env PVC_ACCESS__ADMIN_TOKEN_FILE="$ADMIN_TOKEN_FILE" "${envs[@]}" PVC_LISTEN="127.0.0.1:$BRIDGE_PORT" "$BRIDGE" serve "$@" >"$RUN_DIR/bridge-$label.log" 2>&1 &
+  env PVC_PLAIN_HTTP=true PVC_ACCESS__ADMIN_TOKEN_FILE="$ADMIN_TOKEN_FILE" "${envs[@]}" PVC_LISTEN="127.0.0.1:$BRIDGE_PORT" "$BRIDGE" serve "$@" >"$RUN_DIR/bridge-$label.log" 2>&1 &
   BRIDGE_PID=$!
   for _ in $(seq 300); do
     if curl -fsS "$BASE/healthz" >/dev/null 2>&1; then return 0; fi

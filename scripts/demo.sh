@@ -34,6 +34,9 @@ set -a
 . "$PG_DIR/env"
 set +a
 export PVC_LISTEN="$LISTEN"
+# The demo serves plain HTTP on loopback; production bridges serve HTTPS
+# with Puppet CA certificates (docs/security.md).
+export PVC_PLAIN_HTTP=true
 # The fixture's Foreman ran with foreman_url https://localhost.localdomain.net.
 export PVC_ENC__FOREMAN_URL=${PVC_ENC__FOREMAN_URL:-https://localhost.localdomain.net}
 

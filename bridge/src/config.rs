@@ -47,6 +47,10 @@ impl fmt::Debug for Secret {
 pub struct RawConfig {
     #[serde(default = "default_listen")]
     pub listen: String,
+    /// Serve plain HTTP without `[tls]`: an explicit choice, for a bridge
+    /// behind a TLS-terminating proxy or on a trusted network only.
+    #[serde(default)]
+    pub plain_http: bool,
     /// HTTP worker threads; 0 = one per core.
     #[serde(default)]
     pub workers: usize,
@@ -707,6 +711,8 @@ fn collect_keys(prefix: &str, value: &serde_json::Value, keys: &mut Vec<String>)
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
+    /// `plain_http = true`: serving without `[tls]` was asked for.
+    pub plain_http: bool,
     pub workers: usize,
     pub database_primary: String,
     pub database_replicas: Vec<String>,
@@ -985,12 +991,16 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         errors.push("foreman.ssl_cert and foreman.ssl_key: give both or neither".into());
     }
     let tls = validate_tls(&raw.tls, &mut errors);
+    if raw.plain_http && tls.is_some() {
+        errors.push("plain_http: true contradicts [tls]; remove one of them".into());
+    }
     let access = validate_access(&raw.access, &raw.tls, &mut errors);
     if !errors.is_empty() {
         return Err(ConfigError(errors));
     }
     Ok(Config {
         listen: listen.expect("checked above"),
+        plain_http: raw.plain_http,
         workers: raw.workers,
         database_primary: primary,
         database_replicas: raw.database.replicas,
@@ -1120,6 +1130,23 @@ fn validate_changes(raw: &ChangesConfig, errors: &mut Vec<String>) {
             "changes.owner_role: {:?} is not a lowercase SQL identifier ([a-z_][a-z0-9_]*, at most 63 bytes)",
             raw.owner_role
         ));
+    }
+}
+
+impl Config {
+    /// Whether this configuration may serve: HTTPS, or plain HTTP asked
+    /// for by `plain_http = true` (never by forgetting `[tls]`). `serve`
+    /// and `check-config` refuse otherwise; other commands serve nothing.
+    pub fn check_serving(&self) -> Result<(), ConfigError> {
+        if self.tls.is_none() && !self.plain_http {
+            return Err(ConfigError(vec![
+                "tls: no [tls] configured; set tls.cert_file and tls.key_file (see docs/security.md), \
+                 or plain_http = true (PVC_PLAIN_HTTP=true) to serve unencrypted HTTP behind a \
+                 TLS-terminating proxy or on a trusted network"
+                    .into(),
+            ]));
+        }
+        Ok(())
     }
 }
 
@@ -1533,6 +1560,32 @@ mod tests {
         ];
         pairs.extend_from_slice(keys);
         load_from(None, env(&pairs))
+    }
+
+    #[test]
+    fn plain_http_must_be_asked_for_and_excludes_tls() {
+        let primary = ("PVC_DATABASE__PRIMARY", "postgres://pvc@db1/foreman");
+        let forgotten = load_from(None, env(&[primary])).expect("valid for migrate");
+        let refusal = forgotten
+            .check_serving()
+            .expect_err("no [tls], no plain_http");
+        assert!(
+            refusal.to_string().contains("plain_http = true"),
+            "{refusal}"
+        );
+        let asked = load_from(None, env(&[primary, ("PVC_PLAIN_HTTP", "true")])).expect("valid");
+        assert!(asked.plain_http);
+        asked.check_serving().expect("plain HTTP asked for");
+        load_tls(&[])
+            .expect("valid")
+            .check_serving()
+            .expect("HTTPS");
+        let both = load_tls(&[("PVC_PLAIN_HTTP", "true")]).expect_err("contradiction");
+        assert!(
+            both.to_string()
+                .contains("plain_http: true contradicts [tls]"),
+            "{both}"
+        );
     }
 
     #[test]

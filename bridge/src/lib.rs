@@ -60,6 +60,8 @@ pub struct Bridge {
     pub access: Arc<access::Policy>,
     /// Connection limits against slow clients (`[http]`).
     pub http: config::HttpLimits,
+    /// Requests access control refused (`/metrics`).
+    pub refusals: Arc<http::access::Refusals>,
 }
 
 impl Bridge {
@@ -106,6 +108,7 @@ impl Bridge {
             feed,
             access: Arc::new(config.access.clone()),
             http: config.http,
+            refusals: Arc::default(),
         })
     }
 
@@ -219,6 +222,7 @@ fn start(
         runs: Arc::clone(&bridge.runs),
         forward: bridge.forwarder.clone(),
         feed: Arc::clone(&bridge.feed),
+        refusals: Arc::clone(&bridge.refusals),
     });
     let max_body = bridge.runs.max_report_bytes();
     let writes = actix_web::web::Data::from(Arc::clone(&bridge.writes));

@@ -46,12 +46,12 @@ enum Command {
         force: bool,
     },
     /// Why a host gets the decision it gets now, from a running bridge
-    /// (sends the token of access.admin_token_file).
+    /// (sends the token of access.admin_token_file, or an admin
+    /// certificate).
     Explain {
         certname: String,
-        /// The running bridge (default: http://<listen>).
-        #[arg(long)]
-        url: Option<String>,
+        #[command(flatten)]
+        client: AdminClient,
     },
     /// Print a host's audit trail (`audit.repo`), newest first: date,
     /// subject, then the diff of its facts and last run.
@@ -65,6 +65,88 @@ enum Command {
     /// Drive the scheduler in virtual time against modelled puppetservers,
     /// beside Puppet's own strategies; writes CSV, a PNG chart and a summary.
     Simulate(pvc_bridge::simulate::Args),
+}
+
+/// How a command reaches a running bridge's admin API.
+#[derive(clap::Args)]
+struct AdminClient {
+    /// The running bridge (default: http://<listen>, or
+    /// https://localhost:<port> with [tls]).
+    #[arg(long)]
+    url: Option<String>,
+    /// CA bundle (PEM) the bridge's certificate must chain to (default:
+    /// tls.client_ca_file, the Puppet CA, when set; else the system's).
+    #[arg(long, env = "PVC_ADMIN_CA_FILE")]
+    ca_file: Option<PathBuf>,
+    /// An admin certificate (PEM; its certname in access.admin_certnames),
+    /// for a bridge that requires client certificates.
+    #[arg(long, env = "PVC_ADMIN_CERT_FILE", requires = "key_file")]
+    cert_file: Option<PathBuf>,
+    /// Its private key (PEM).
+    #[arg(long, env = "PVC_ADMIN_KEY_FILE", requires = "cert_file")]
+    key_file: Option<PathBuf>,
+}
+
+impl AdminClient {
+    /// The base URL and an HTTP client for it.
+    fn connect(&self, config: &Config) -> anyhow::Result<(String, reqwest::Client)> {
+        let base = match &self.url {
+            Some(url) => url.trim_end_matches('/').to_owned(),
+            None => default_base(config),
+        };
+        let mut builder = reqwest::Client::builder().use_rustls_tls();
+        let ca_file = self.ca_file.clone().or_else(|| {
+            config
+                .tls
+                .as_ref()
+                .and_then(|tls| tls.client_ca_file.clone())
+        });
+        if let Some(ca_file) = ca_file {
+            let bundle = std::fs::read(&ca_file)
+                .with_context(|| format!("reading {}", ca_file.display()))?;
+            let roots = reqwest::Certificate::from_pem_bundle(&bundle)
+                .with_context(|| format!("{}: not a PEM CA bundle", ca_file.display()))?;
+            // Only the Puppet CA vouches for the bridge, not the public roots.
+            builder = builder.tls_built_in_root_certs(false);
+            for root in roots {
+                builder = builder.add_root_certificate(root);
+            }
+        }
+        if let (Some(cert), Some(key)) = (&self.cert_file, &self.key_file) {
+            let mut pem =
+                std::fs::read(cert).with_context(|| format!("reading {}", cert.display()))?;
+            pem.push(b'\n');
+            pem.extend(std::fs::read(key).with_context(|| format!("reading {}", key.display()))?);
+            let identity = reqwest::Identity::from_pem(&pem).with_context(|| {
+                format!(
+                    "{} and {}: not a PEM certificate and key",
+                    cert.display(),
+                    key.display()
+                )
+            })?;
+            builder = builder.identity(identity);
+        }
+        Ok((base, builder.build().context("building the HTTP client")?))
+    }
+}
+
+/// Where this configuration's bridge listens, as a URL a local client can
+/// use: loopback for an unspecified address, `localhost` with TLS (a name
+/// the certificate may carry; an address rarely is).
+fn default_base(config: &Config) -> String {
+    let port = config.listen.port();
+    if config.tls.is_some() {
+        return format!("https://localhost:{port}");
+    }
+    let ip = config.listen.ip();
+    let host = if ip.is_unspecified() {
+        "127.0.0.1".to_owned()
+    } else if ip.is_ipv6() {
+        format!("[{ip}]")
+    } else {
+        ip.to_string()
+    };
+    format!("http://{host}:{port}")
 }
 
 fn main() -> ExitCode {
@@ -86,6 +168,12 @@ fn main() -> ExitCode {
             return ExitCode::from(64);
         }
     };
+    if matches!(cli.command, Command::Serve | Command::CheckConfig) {
+        if let Err(error) = config.check_serving() {
+            eprintln!("pvc-bridge: {error}");
+            return ExitCode::from(64);
+        }
+    }
     init_tracing(&config);
     match run(cli.command, config) {
         Ok(code) => code,
@@ -112,9 +200,9 @@ fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
                 runtime.block_on(migrate(config))
             }
         }
-        Command::Explain { certname, url } => {
+        Command::Explain { certname, client } => {
             let runtime = tokio::runtime::Runtime::new().context("starting tokio")?;
-            runtime.block_on(explain(config, certname, url))
+            runtime.block_on(explain(config, certname, client))
         }
         Command::Node { certname } => {
             let runtime = tokio::runtime::Runtime::new().context("starting tokio")?;
@@ -156,7 +244,7 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
             "TLS 1.2/1.3"
         ),
         None => tracing::warn!(
-            "PLAIN HTTP: no [tls] configured; run decisions, facts and reports travel unencrypted and no client is authenticated"
+            "PLAIN HTTP (plain_http = true): run decisions, facts and reports travel unencrypted and no client certificate authenticates anyone"
         ),
     }
     log_access(&config.access);
@@ -294,16 +382,18 @@ async fn uninstall_all(config: Config, force: bool) -> anyhow::Result<ExitCode> 
     Ok(ExitCode::SUCCESS)
 }
 
-async fn explain(config: Config, name: String, url: Option<String>) -> anyhow::Result<ExitCode> {
+async fn explain(config: Config, name: String, client: AdminClient) -> anyhow::Result<ExitCode> {
     let certname: pvc_bridge::certname::Certname = name.parse().context("certname")?;
-    let base = url.unwrap_or_else(|| format!("http://{}", config.listen));
-    let url = format!("{}/admin/explain/{certname}", base.trim_end_matches('/'));
-    let mut request = reqwest::Client::new().get(&url);
-    // The admin API needs the admin credential (access.admin_token_file).
+    let (base, http) = client.connect(&config)?;
+    let url = format!("{base}/admin/explain/{certname}");
+    let mut request = http.get(&url);
+    // The admin API needs the admin credential: the token of
+    // access.admin_token_file, or an admin certificate.
     match &config.access.admin_token {
         Some(token) => request = request.bearer_auth(token.expose()),
+        None if client.cert_file.is_some() => {}
         None => eprintln!(
-            "pvc-bridge: access.admin_token_file is not set: the bridge will refuse without the admin token"
+            "pvc-bridge: neither access.admin_token_file nor --cert-file is set: the bridge will refuse"
         ),
     }
     let response = request

@@ -3,7 +3,10 @@
 //! connection, an `Authorization: Bearer` token), the target from the path
 //! the router matches, the decision from `crate::access`, and the refusal
 //! rendered: `/host` keeps the answer's shell shape (agents evaluate the
-//! body), 401 carries `WWW-Authenticate: Bearer`.
+//! body), 401 carries `WWW-Authenticate: Bearer`. Refusals are counted by
+//! route class and status for `/metrics` ([`Refusals`]).
+
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -48,9 +51,60 @@ pub async fn authorize(
         Decision::Allow => Ok(next.call(req).await?.map_into_left_body()),
         Decision::Refuse(refusal) => {
             log(&refusal, &path, bearer.is_some());
+            if let Some(state) = req.app_data::<web::Data<super::AppState>>() {
+                state.refusals.count(route, refusal.status);
+            }
             let response = render(req.request(), route, &refusal);
             Ok(req.into_response(response).map_into_right_body())
         }
+    }
+}
+
+/// Requests refused by access control, by route class and status: a rise
+/// in 403s is a node reaching for another's answers, in 401s a client
+/// without its credential (an expired token file, a missing certificate).
+#[derive(Debug, Default)]
+pub struct Refusals {
+    /// `[route class][status]`, in the orders of [`Refusals::ROUTES`] and
+    /// [`Refusals::STATUSES`].
+    counts: [[AtomicU64; 3]; 3],
+}
+
+impl Refusals {
+    /// Route classes as labelled in `/metrics`.
+    pub const ROUTES: [&'static str; 3] = ["node", "server", "admin"];
+    /// Statuses as labelled in `/metrics`.
+    pub const STATUSES: [Status; 3] = [Status::BadRequest, Status::Unauthorized, Status::Forbidden];
+
+    pub fn count(&self, route: Route<'_>, status: Status) {
+        let route = match route {
+            // Open routes are never refused.
+            Route::Open => return,
+            Route::Own { .. } => 0,
+            Route::Server => 1,
+            Route::Admin => 2,
+        };
+        let status = match status {
+            Status::BadRequest => 0,
+            Status::Unauthorized => 1,
+            Status::Forbidden => 2,
+        };
+        self.counts[route][status].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// `(route class, status code, count)` for every pair.
+    pub fn snapshot(&self) -> Vec<(&'static str, u16, u64)> {
+        let mut out = Vec::with_capacity(9);
+        for (r, route) in Self::ROUTES.iter().enumerate() {
+            for (s, status) in Self::STATUSES.iter().enumerate() {
+                out.push((
+                    *route,
+                    status.code(),
+                    self.counts[r][s].load(Ordering::Relaxed),
+                ));
+            }
+        }
+        out
     }
 }
 

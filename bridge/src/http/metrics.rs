@@ -126,6 +126,7 @@ pub async fn render(
     }
     render_feed(&state.feed.stats, &mut out);
     render_tls(&crate::tls::reload_counts(), &mut out);
+    render_refusals(&state.refusals, &mut out);
     if let Some(audit) = crate::audit::metrics() {
         render_audit(&audit.snapshot(), &mut out);
     }
@@ -137,6 +138,20 @@ pub async fn render(
 /// Each replica as routing sees it (`store::health`), labelled `host:port`.
 /// TLS material reloaded on change and CRLs fetched from the CA (process
 /// wide; zero without `[tls]`).
+fn render_refusals(refusals: &super::access::Refusals, out: &mut String) {
+    let _ = writeln!(
+        out,
+        "# HELP pvc_bridge_access_refused_total Requests refused by access control, by route class and status.\n\
+         # TYPE pvc_bridge_access_refused_total counter"
+    );
+    for (route, status, n) in refusals.snapshot() {
+        let _ = writeln!(
+            out,
+            "pvc_bridge_access_refused_total{{route=\"{route}\",status=\"{status}\"}} {n}"
+        );
+    }
+}
+
 fn render_tls(counts: &crate::tls::ReloadCounts, out: &mut String) {
     for (material, reloads, failures) in [
         (

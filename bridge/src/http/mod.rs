@@ -26,6 +26,8 @@ pub struct AppState {
     pub runs: Arc<crate::runs::RunService>,
     pub forward: Option<Arc<crate::forward::Forwarder>>,
     pub feed: Arc<crate::changes::feed::ChangeFeed>,
+    /// Requests access control refused, for `/metrics`.
+    pub refusals: Arc<access::Refusals>,
 }
 
 /// Registers every route on an actix `App`.

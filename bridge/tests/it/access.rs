@@ -183,7 +183,36 @@ async fn a_node_certificate_may_only_act_for_its_own_certname() {
     assert_eq!(status, 401, "{body}");
     assert!(challenge.starts_with("Bearer"), "{challenge:?}");
     assert_eq!(value_of(&body, "PVC_RUN"), "0", "{body}");
+
+    // Every refusal above is counted, by route class and status.
+    let metrics = metrics_of(&anonymous, base).await;
+    for (status, expected) in [(403, 5), (400, 1), (401, 1)] {
+        assert_eq!(
+            refused(&metrics, "node", status),
+            expected,
+            "node refusals with {status}"
+        );
+    }
+    assert_eq!(refused(&metrics, "admin", 401), 0);
     bridge.stop().await;
+}
+
+async fn metrics_of(http: &reqwest::Client, base: &str) -> String {
+    let (status, _, body) = send(http.get(format!("{base}/metrics"))).await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+/// `pvc_bridge_access_refused_total` for one route class and status.
+fn refused(metrics: &str, route: &str, status: u16) -> u64 {
+    let series =
+        format!("pvc_bridge_access_refused_total{{route=\"{route}\",status=\"{status}\"}} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&series))
+        .unwrap_or_else(|| panic!("{series} missing from /metrics"))
+        .parse()
+        .expect("a count")
 }
 
 #[tokio::test]
@@ -278,6 +307,10 @@ async fn the_admin_api_needs_the_admin_token_or_an_admin_certificate() {
         let (status, _, body) = send(anonymous.get(format!("{base}{open}"))).await;
         assert_eq!(status, 200, "{open}: {body}");
     }
+    // Three callers twice, a wrong token, an unknown path.
+    let metrics = metrics_of(&anonymous, base).await;
+    assert_eq!(refused(&metrics, "admin", 401), 8);
+    assert_eq!(refused(&metrics, "node", 403), 0);
     bridge.stop().await;
 }
 
@@ -339,4 +372,95 @@ async fn plain_http_without_tokens_serves_node_but_never_the_admin_api() {
     assert!(challenge.starts_with("Bearer"), "{challenge:?}");
     assert!(body.contains("access.admin_token_file"), "{body}");
     bridge.stop().await;
+}
+
+/// Runs the built `pvc-bridge` with `args` and only `env` as configuration:
+/// (exit code, stdout, stderr).
+async fn run_cli(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_pvc-bridge"));
+    for (key, _) in std::env::vars() {
+        if key.starts_with("PVC_") {
+            command.env_remove(key);
+        }
+    }
+    command.args(args).envs(env.iter().copied());
+    let output = tokio::task::spawn_blocking(move || command.output())
+        .await
+        .expect("task")
+        .expect("running pvc-bridge");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn explain_reaches_an_https_bridge_with_an_admin_certificate() {
+    let ca = PuppetCa::new("Puppet CA: puppet.test").unwrap();
+    let (db, bridge) = https_bridge("access_explain_cli", &ca).await;
+    let host = &golden_hosts()[0];
+    let admin = ca.issue_node(ADMIN).unwrap();
+    let node = ca.issue_node(host).unwrap();
+    let ca_file = path(&ca.ca_file());
+    let env = [("PVC_DATABASE__PRIMARY", db.primary_url.as_str())];
+    let explain = |who: &Option<&pvc_testkit::certs::Issued>| {
+        let mut args = vec![
+            "explain".to_owned(),
+            host.clone(),
+            "--url".to_owned(),
+            bridge.base.clone(),
+            "--ca-file".to_owned(),
+            ca_file.clone(),
+        ];
+        if let Some(issued) = who {
+            args.extend([
+                "--cert-file".to_owned(),
+                path(&issued.cert),
+                "--key-file".to_owned(),
+                path(&issued.key),
+            ]);
+        }
+        args
+    };
+    let run = |args: Vec<String>| async move {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run_cli(&args, &env).await
+    };
+
+    let (code, out, err) = run(explain(&Some(&admin))).await;
+    assert_eq!(code, 0, "{out}{err}");
+    let answer: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(answer["host"]["certname"], host.as_str(), "{out}");
+    // A node's certificate is no admin credential, and neither is none.
+    for who in [Some(&node), None] {
+        let (code, out, err) = run(explain(&who)).await;
+        assert_eq!(code, 2, "{out}{err}");
+        assert!(err.contains("401"), "{err}");
+    }
+    // The bridge's certificate is checked against the CA given.
+    let other = PuppetCa::new("Puppet CA: elsewhere.test").unwrap();
+    let mut args = explain(&Some(&admin));
+    let at = args.iter().position(|a| a == "--ca-file").unwrap() + 1;
+    args[at] = path(&other.ca_file());
+    let (code, out, err) = run(args).await;
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("asking the bridge"), "{err}");
+    bridge.stop().await;
+}
+
+#[tokio::test]
+async fn serve_refuses_plain_http_unless_asked_for() {
+    let env = [(
+        "PVC_DATABASE__PRIMARY",
+        "postgres://pvc@127.0.0.1:1/foreman",
+    )];
+    let (code, out, err) = run_cli(&["check-config"], &env).await;
+    assert_eq!(code, 64, "{out}{err}");
+    assert!(err.contains("plain_http = true"), "{err}");
+    let (code, _, err) = run_cli(&["serve"], &env).await;
+    assert_eq!(code, 64, "{err}");
+    let asked = [env[0], ("PVC_PLAIN_HTTP", "true")];
+    let (code, out, err) = run_cli(&["check-config"], &asked).await;
+    assert_eq!(code, 0, "{out}{err}");
 }
