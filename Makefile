@@ -2,13 +2,19 @@
 CARGO ?= cargo
 PG_DIR ?= .demo/pg
 
-.PHONY: test deps demo bench bench-host bench-facts bench-agent bench-changes pg-up pg-down
+.PHONY: test deny deps demo bench bench-host bench-facts bench-agent bench-changes pg-up pg-down
 
-## test: formatting, lints, then every crate's tests (installs PostgreSQL 15 binaries if missing)
+## test: formatting, lints, the supply-chain check (cargo deny), then every
+## crate's tests (installs PostgreSQL 15 binaries and cargo-deny if missing)
 test: deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	bash scripts/deny.sh
 	bash scripts/test.sh
+
+## deny: the supply-chain check alone (deny.toml; docs/supply-chain.md)
+deny:
+	bash scripts/deny.sh
 
 ## deps: install what a fresh Debian 12 machine lacks (PostgreSQL 15, make, cc)
 deps:
