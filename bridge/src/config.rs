@@ -94,6 +94,9 @@ pub struct HttpLimits {
     pub keep_alive_secs: u64,
     /// After the answer, how long a client that does not close gets.
     pub disconnect_timeout_ms: u64,
+    /// Largest request head (header names and values), else 431. actix
+    /// bounds only heads that arrive in pieces.
+    pub max_header_bytes: u64,
 }
 
 impl Default for HttpLimits {
@@ -102,6 +105,7 @@ impl Default for HttpLimits {
             request_head_timeout_ms: 5000,
             keep_alive_secs: 5,
             disconnect_timeout_ms: 1000,
+            max_header_bytes: 16 * 1024,
         }
     }
 }
@@ -975,6 +979,9 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         if value == 0 {
             errors.push(format!("{key}: must be at least 1"));
         }
+    }
+    if raw.http.max_header_bytes < 1024 {
+        errors.push("http.max_header_bytes: must be at least 1024".into());
     }
     for (key, path) in [
         ("foreman.ssl_cert", &foreman.ssl_cert),

@@ -228,12 +228,15 @@ fn start(
     let writes = actix_web::web::Data::from(Arc::clone(&bridge.writes));
     let uploads = actix_web::web::Data::from(Arc::clone(&bridge.uploads));
     let access = actix_web::web::Data::from(Arc::clone(&bridge.access));
+    let max_header =
+        actix_web::web::Data::new(http::limits::MaxHeaderBytes(bridge.http.max_header_bytes));
     let mut server = actix_web::HttpServer::new(move || {
         actix_web::App::new()
             .app_data(state.clone())
             .app_data(writes.clone())
             .app_data(uploads.clone())
             .app_data(access.clone())
+            .app_data(max_header.clone())
             .app_data(actix_web::web::PayloadConfig::new(max_body))
             .app_data(
                 actix_web::web::PathConfig::default().error_handler(|err, _| {
@@ -247,6 +250,8 @@ fn start(
             )
             .configure(http::configure)
             .wrap(actix_web::middleware::from_fn(http::access::authorize))
+            // Outermost: an oversized head is refused before anything reads it.
+            .wrap(actix_web::middleware::from_fn(http::limits::limit_head))
     })
     .on_connect(tls::on_connect);
     server = match tls {

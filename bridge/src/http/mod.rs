@@ -4,6 +4,7 @@
 //! [`access::authorize`] middleware.
 
 pub mod access;
+pub mod limits;
 mod metrics;
 mod runs;
 mod writes;

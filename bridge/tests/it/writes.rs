@@ -694,6 +694,39 @@ async fn a_slow_client_is_cut_off_and_others_are_served() {
     patient.stop().await;
 }
 
+/// A request head larger than actix's limits (32 KiB in all, 96 headers) is
+/// refused with 431 (or the connection closed) before any handler runs, and
+/// the bridge goes on serving.
+#[actix_web::test]
+async fn an_oversized_request_head_is_refused() {
+    use tokio::io::AsyncWriteExt;
+    let db = crate::support::foreman_db("writes_head").await;
+    let bridge = TestBridge::start(config_for(&db, &[])).await;
+    let addr = bridge.base.trim_start_matches("http://").to_owned();
+    let long_header = format!("X-Filler: {}\r\n", "a".repeat(64 * 1024));
+    let many_headers: String = (0..200).map(|i| format!("X-H{i}: v\r\n")).collect();
+    for (what, headers) in [
+        ("64 KiB header", long_header),
+        ("200 headers", many_headers),
+    ] {
+        let mut conn = tokio::net::TcpStream::connect(&addr)
+            .await
+            .expect("connect");
+        let head = format!("GET /host?fqdn=web01.example.com HTTP/1.1\r\nHost: x\r\n{headers}\r\n");
+        // The bridge may close before the whole head is written.
+        let _ = conn.write_all(head.as_bytes()).await;
+        let answer = read_until_closed(&mut conn).await;
+        assert!(
+            answer.is_empty() || answer.starts_with("HTTP/1.1 431"),
+            "{what}: {}",
+            answer.lines().next().unwrap_or_default()
+        );
+    }
+    let (status, _, body) = bridge.get("/healthz").await;
+    assert_eq!((status, body.as_str()), (200, "ok\n"));
+    bridge.stop().await;
+}
+
 #[test]
 fn http_limits_must_be_positive() {
     let errors = pvc_bridge::config::load_from(
