@@ -16,6 +16,7 @@ mod hosts;
 mod leases;
 mod replicas;
 mod runs;
+mod secrets;
 mod status_poll;
 mod support;
 mod tls;
