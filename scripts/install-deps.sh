@@ -2,8 +2,9 @@
 # Installs what the tests and the demo need and a fresh Debian 12 machine
 # lacks: PostgreSQL 15 binaries, make, gzip, a C compiler, curl, git (the
 # audit trail writes with `git fast-import`), the DejaVu font (text of the
-# simulation's chart). Installs
-# nothing when all is present; needs root only when it must install.
+# simulation's chart); with PUPPET=1 also Debian's puppetserver,
+# puppet-agent and facter (the end-to-end suite, `PUPPET=1 make demo`).
+# Installs nothing when all is present; needs root only when it must install.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 
@@ -15,9 +16,16 @@ command -v cc >/dev/null || missing+=(build-essential)
 command -v curl >/dev/null || missing+=(curl)
 command -v git >/dev/null || missing+=(git)
 [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing+=(fonts-dejavu-core)
+if [ "${PUPPET:-0}" = 1 ]; then
+  # The packages' postinst cannot start the service here (no systemd,
+  # policy-rc.d below): the tests start puppetserver themselves.
+  for pkg in puppetserver puppet-agent facter; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+  done
+fi
 
 if [ ${#missing[@]} -eq 0 ]; then
-  echo "install-deps: nothing to install (postgresql-15, make, gzip, cc, curl, git, fonts-dejavu-core present)"
+  echo "install-deps: nothing to install (postgresql-15, make, gzip, cc, curl, git, fonts-dejavu-core$([ "${PUPPET:-0}" = 1 ] && echo ", puppetserver, puppet-agent, facter") present)"
   exit 0
 fi
 if [ "$(id -u)" -ne 0 ]; then
