@@ -3,6 +3,8 @@
 //! emitted under a valid key or skipped; every emitted answer, `eval`ed by a
 //! real dash and bash, gives back exactly its values and runs nothing; its
 //! JSON form, and the agent's strict parser reading it, give the same pairs.
+//! The original agent's unquoted `eval $r` is safe only for values without
+//! glob characters, and is tested for exactly those.
 //!
 //! The path is the product's own: stored text → `decode_yaml_column` (as
 //! `store::host_params` reads a row) → `hosts::resolve::resolve` (Foreman's
@@ -530,9 +532,38 @@ type Pairs = Vec<(String, Vec<u8>)>;
 
 // ---- real shells --------------------------------------------------------
 
+/// A shell and how it evaluates an answer.
+#[derive(Debug, Clone, Copy)]
+struct Shell {
+    path: &'static str,
+    locale: &'static str,
+    /// The original agent's `r=`curl …`; eval $r`: unquoted, so the text is
+    /// split on blanks and each field glob-expanded before `eval` joins them
+    /// with single spaces. Otherwise `eval "$(cat file)"`.
+    legacy: bool,
+}
+
 /// The shells an agent may `eval` with: the system's `/bin/sh` (dash on
 /// Debian) in the C locale, and bash in a UTF-8 one.
-const SHELLS: &[(&str, &str)] = &[("/bin/sh", "C"), ("bash", "C.UTF-8")];
+const SHELLS: &[Shell] = &[
+    Shell {
+        path: "/bin/sh",
+        locale: "C",
+        legacy: false,
+    },
+    Shell {
+        path: "bash",
+        locale: "C.UTF-8",
+        legacy: false,
+    },
+];
+
+/// The original agent (a bash script).
+const LEGACY: Shell = Shell {
+    path: "bash",
+    locale: "C.UTF-8",
+    legacy: true,
+};
 
 /// Writes each answer's shell form to a file in `dir` and has `shell`
 /// evaluate them all, each in its own subshell (`set -u; eval "$(cat
@@ -540,32 +571,37 @@ const SHELLS: &[(&str, &str)] = &[("/bin/sh", "C"), ("bash", "C.UTF-8")];
 /// the pairs read back per answer. The exit status, stderr, the exact
 /// stdout and the directory's contents are all checked: a value that runs
 /// anything fails it.
-fn eval_answers(
-    (shell, locale): (&str, &str),
-    dir: &Path,
-    answers: &[Answer],
-) -> Result<Vec<Pairs>, TestCaseError> {
+fn eval_answers(sh: Shell, dir: &Path, answers: &[Answer]) -> Result<Vec<Pairs>, TestCaseError> {
+    let shell = sh.path;
     let mut driver = String::new();
-    let mut files: BTreeSet<PathBuf> = BTreeSet::new();
     for (ix, answer) in answers.iter().enumerate() {
         let file = format!("answer{ix}");
         std::fs::write(dir.join(&file), answer.to_shell()).expect("answer file");
-        files.insert(dir.join(&file));
-        driver.push_str(&format!(
-            "( set -u; eval \"$(cat {file})\" || exit 97; printf '%s\\000'"
-        ));
+        let eval = if sh.legacy {
+            format!("r=$(cat {file}) || exit 96; eval $r")
+        } else {
+            format!("eval \"$(cat {file})\"")
+        };
+        driver.push_str(&format!("( set -u; {eval} || exit 97; printf '%s\\000'"));
         for (key, _) in answer.iter() {
             // Keys are checked variable names: safe to splice.
             driver.push_str(&format!(" \"${key}\""));
         }
         driver.push_str(" ) || exit 98\nprintf 'end\\000'\n");
     }
+    let listing = || -> BTreeSet<PathBuf> {
+        std::fs::read_dir(dir)
+            .expect("read dir")
+            .map(|entry| entry.expect("entry").path())
+            .collect()
+    };
+    let files = listing();
     let mut child = Command::new(shell)
         .arg("-s")
         .current_dir(dir)
         .env_clear()
         .env("PATH", "/usr/bin:/bin")
-        .env("LC_ALL", locale)
+        .env("LC_ALL", sh.locale)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -588,12 +624,12 @@ fn eval_answers(
     check(output.stderr.is_empty(), || {
         format!("{shell} said: {}", String::from_utf8_lossy(&output.stderr))
     })?;
-    let left: BTreeSet<PathBuf> = std::fs::read_dir(dir)
-        .expect("read dir")
-        .map(|entry| entry.expect("entry").path())
-        .collect();
+    let left = listing();
     check(left == files, || {
-        format!("{shell} created files: {:?}", left.difference(&files))
+        format!(
+            "{shell} created files: {:?}",
+            left.difference(&files).collect::<Vec<_>>()
+        )
     })?;
     check(!dir.join(CANARY).exists(), || {
         format!("{shell} ran a command")
@@ -716,6 +752,14 @@ fn check_agent(
     Ok(())
 }
 
+/// Empties `dir` but for [`DECOY`]: what a glob in a value would expand to.
+fn refill(dir: &Path) {
+    for entry in std::fs::read_dir(dir).expect("scratch") {
+        std::fs::remove_file(entry.expect("entry").path()).expect("clean");
+    }
+    std::fs::write(dir.join(DECOY), "").expect("decoy");
+}
+
 /// A fresh directory for one test's shells.
 fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("pvc-props-{name}-{}", std::process::id()));
@@ -756,9 +800,7 @@ fn any_parameter_is_emitted_safely_or_skipped_and_reads_back_the_same_everywhere
     assert_eq!(config.prefix, PREFIX);
     runner(256)
         .run(&fleet(), |fleet| {
-            for entry in std::fs::read_dir(&dir).expect("scratch") {
-                std::fs::remove_file(entry.expect("entry").path()).expect("clean");
-            }
+            refill(&dir);
             let resolved = resolve::resolve(&rows(&fleet), &config);
             check(resolved.hosts.len() == fleet.hosts.len(), || {
                 format!("{} hosts resolved", resolved.hosts.len())
@@ -794,10 +836,14 @@ fn any_parameter_is_emitted_safely_or_skipped_and_reads_back_the_same_everywhere
                 let read = eval_answers(shell, &dir, &answers)?;
                 for (answer, got) in answers.iter().zip(&read) {
                     check(*got == pairs(answer), || {
-                        format!("{}: values changed\n{got:?}\n{:?}", shell.0, pairs(answer))
+                        format!(
+                            "{}: values changed\n{got:?}\n{:?}",
+                            shell.path,
+                            pairs(answer)
+                        )
                     })?;
                     check(json_pairs(answer)? == *got, || {
-                        format!("{}: JSON and shell disagree", shell.0)
+                        format!("{}: JSON and shell disagree", shell.path)
                     })?;
                 }
             }
@@ -819,9 +865,7 @@ fn any_value_pushed_reads_back_byte_for_byte_or_is_refused() {
     let strategy = prop::collection::vec((key, prop_oneof![text(), any::<String>()]), 1..40);
     runner(256)
         .run(&strategy, |pushes| {
-            for entry in std::fs::read_dir(&dir).expect("scratch") {
-                std::fs::remove_file(entry.expect("entry").path()).expect("clean");
-            }
+            refill(&dir);
             let mut answer = Answer::new();
             let mut expected: Pairs = Vec::new();
             for (key, value) in pushes {
@@ -853,9 +897,56 @@ fn any_value_pushed_reads_back_byte_for_byte_or_is_refused() {
             for &shell in SHELLS {
                 let read = eval_answers(shell, &dir, std::slice::from_ref(&answer))?;
                 check(read[0] == expected, || {
-                    format!("{}: values changed", shell.0)
+                    format!("{}: values changed", shell.path)
                 })?;
             }
+            Ok(())
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+    std::fs::remove_dir_all(&dir).expect("remove scratch");
+}
+
+/// A file name that, substituted for a glob in the answer's text, ends the
+/// quoted value and runs a command.
+const DECOY: &str = "x'; touch pwned; echo 'y'";
+
+/// The original agent's unquoted `eval $r`: blanks in the text split it into
+/// fields and each field is glob-expanded before `eval` joins them with one
+/// space. A value without glob characters (`*`, `?`, `[`) still runs
+/// nothing and comes back with each run of blanks (space, tab, newline) as
+/// one space; a value with them could expand to a file's name, so only
+/// `eval "$r"` (and the JSON form) are safe for those.
+#[test]
+fn the_original_agents_unquoted_eval_runs_nothing_for_values_without_glob_characters() {
+    let dir = scratch("legacy");
+    let key = "(PVC|FACTER)_[A-Z0-9_]{0,20}".prop_map(|k| k.parse::<AnswerKey>().expect("valid"));
+    let value =
+        prop_oneof![text(), any::<String>()].prop_map(|v| v.replace(['*', '?', '[', '\0'], "_"));
+    let strategy = prop::collection::vec((key, value), 1..40);
+    runner(256)
+        .run(&strategy, |pushes| {
+            refill(&dir);
+            let mut answer = Answer::new();
+            for (key, value) in pushes {
+                answer.try_push(key, value).expect("no NUL");
+            }
+            let expected: Pairs = answer
+                .iter()
+                .map(|(k, v)| {
+                    let mut collapsed = String::new();
+                    for (i, part) in v.split([' ', '\t', '\n']).enumerate() {
+                        if i > 0 && !collapsed.ends_with(' ') {
+                            collapsed.push(' ');
+                        }
+                        collapsed.push_str(part);
+                    }
+                    (k.as_str().to_owned(), collapsed.into_bytes())
+                })
+                .collect();
+            let read = eval_answers(LEGACY, &dir, std::slice::from_ref(&answer))?;
+            check(read[0] == expected, || {
+                format!("values changed\n{:?}\n{expected:?}", read[0])
+            })?;
             Ok(())
         })
         .unwrap_or_else(|e| panic!("{e}"));
