@@ -27,6 +27,15 @@ module ForemanPvc
       Rails.logger.warn "ForemanPvc: skipping engine hook: #{e}"
     end
 
+    # Start the periodic tick once Foreman's job world (Dynflow) is up.
+    initializer 'foreman_pvc.tick', after: :finisher_hook do
+      next unless defined?(::Foreman::Application) && ::Foreman::Application.respond_to?(:dynflow)
+
+      ::Foreman::Application.dynflow.config.on_init(false) do |world|
+        ForemanPvc::RolloutTickJob.spawn_if_missing(world)
+      end
+    end
+
     rake_tasks do
       load File.expand_path('../tasks/foreman_pvc_tasks.rake', __dir__)
     end

@@ -49,6 +49,14 @@ module ForemanPvc
       transition
     end
 
+    # What a person may do now (completion is the rollout's own doing).
+    def available_commands
+      commands = machine.allowed_events.map(&:to_s) - %w[complete]
+      commands << 'promote' if state == 'running' && awaiting_approval
+      commands << 'refresh' if state == 'running'
+      commands
+    end
+
     def gate
       Rollout::Gate.new(failure_threshold)
     end

@@ -12,6 +12,8 @@ module ForemanPvc
         end
       end
 
+      # A canary, then a twentieth, a quarter and everyone.
+      DEFAULT_WAVES = '1, 5%, 25%, 100%'
       FIELDS = %w[name search flag_name flag_value waves failure_threshold wave_timeout promotion].freeze
       # Foreman allows nearly any parameter name; the bridge turns the flag
       # into FACTER_<NAME>, so only names that stay a shell variable work.
@@ -21,7 +23,7 @@ module ForemanPvc
 
       # defaults: values from the plugin's settings for fields left out.
       def initialize(defaults = {})
-        @defaults = defaults.transform_keys(&:to_s)
+        @defaults = { 'waves' => DEFAULT_WAVES }.merge(defaults.transform_keys(&:to_s))
       end
 
       def call(raw)

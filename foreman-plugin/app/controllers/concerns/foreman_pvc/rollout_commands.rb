@@ -1,0 +1,41 @@
+# frozen_string_literal: true
+
+module ForemanPvc
+  # What the pages and the API share: which permission each action needs,
+  # finding the rollout under it, and running a command on the runner.
+  module RolloutCommands
+    extend ActiveSupport::Concern
+
+    COMMANDS = %w[start pause resume promote abort refresh].freeze
+
+    # Foreman checks "<action_permission>_<controller_permission>".
+    def action_permission
+      COMMANDS.include?(params[:action]) ? 'manage' : super
+    end
+
+    def controller_permission
+      'rollouts'
+    end
+
+    private
+
+    def find_rollout
+      @rollout = StagedRollout.authorized("#{action_permission}_rollouts", StagedRollout).find(params[:id])
+    end
+
+    def run_command
+      runner = ForemanWiring.runner(@rollout, User.current)
+      case params[:action]
+      when 'start' then runner.start!
+      when 'pause' then runner.pause!(params[:reason])
+      when 'resume' then runner.resume!
+      when 'promote' then runner.promote!
+      when 'abort' then runner.abort!(remove_flag: Foreman::Cast.to_bool(params[:remove_flag]), reason: params[:reason])
+      when 'refresh' then runner.tick!
+      end
+      nil
+    rescue Rollout::Error, RolloutRunner::Error, Adapters::BridgeClient::Error => e
+      e.message
+    end
+  end
+end
