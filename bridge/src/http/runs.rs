@@ -51,6 +51,11 @@ fn answer_response(
     if wants_json(req) {
         response.json(answer.to_json())
     } else {
+        // Each poll repeats it, so debug, not warn; docs/security.md says
+        // why the shell form leaves these out.
+        for key in answer.shell_omitted() {
+            tracing::debug!(%key, "left out of the shell answer: its value holds a glob character (*, ?, [); the JSON answer carries it");
+        }
         response
             .content_type(ContentType::plaintext())
             .body(answer.to_shell())

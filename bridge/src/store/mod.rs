@@ -376,33 +376,114 @@ fn build_pool(
     Ok((pg, pool))
 }
 
-/// A URL with its password replaced, for logs and errors.
+/// A URL with its password replaced, for logs and errors. It is called on
+/// URLs that may not parse (that is when they are printed), so it errs on
+/// the side of hiding: everything up to the last `@` of a URL is user
+/// information, and a key=value string it cannot read is not shown at all.
 pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        // key=value form: drop any password=… pair.
-        return url
-            .split_whitespace()
-            .map(|kv| {
-                if kv.starts_with("password=") {
-                    "password=***"
-                } else {
-                    kv
-                }
-            })
-            .collect::<Vec<_>>()
-            .join(" ");
+    match url.split_once("://") {
+        Some((scheme, rest)) => redact_uri(scheme, rest),
+        None => redact_conninfo(url),
+    }
+}
+
+/// Connection parameters that hold secrets.
+fn is_secret_key(key: &str) -> bool {
+    matches!(
+        key.to_ascii_lowercase().as_str(),
+        "password" | "sslpassword"
+    )
+}
+
+fn redact_uri(scheme: &str, rest: &str) -> String {
+    // A raw '@' or '/' may sit inside the password: the host starts after
+    // the last '@' (which over-hides when a query holds one: acceptable).
+    let (userinfo, host) = match rest.rsplit_once('@') {
+        Some((userinfo, host)) => (Some(userinfo), host),
+        None => (None, rest),
     };
-    match rest.split_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split(':').next().unwrap_or("");
-            if userinfo.contains(':') {
-                format!("{scheme}://{user}:***@{host}")
-            } else {
-                format!("{scheme}://{user}@{host}")
+    let (host, query) = match host.split_once('?') {
+        Some((host, query)) => (host, Some(query)),
+        None => (host, None),
+    };
+    let mut out = format!("{scheme}://");
+    if let Some(userinfo) = userinfo {
+        match userinfo.split_once(':') {
+            Some((user, _)) => out.push_str(&format!("{user}:***@")),
+            None => out.push_str(&format!("{userinfo}@")),
+        }
+    }
+    out.push_str(host);
+    if let Some(query) = query {
+        let pairs: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((key, _)) if is_secret_key(key) => format!("{key}=***"),
+                _ => pair.to_owned(),
+            })
+            .collect();
+        out.push('?');
+        out.push_str(&pairs.join("&"));
+    }
+    out
+}
+
+/// libpq's `key = value` form: values bare or single-quoted with
+/// backslash escapes, blanks allowed around `=`.
+fn redact_conninfo(text: &str) -> String {
+    const UNREADABLE: &str = "<connection string not shown: it does not parse>";
+    let mut out = Vec::new();
+    let mut chars = text.char_indices().peekable();
+    loop {
+        while chars.next_if(|(_, c)| c.is_whitespace()).is_some() {}
+        let Some(&(key_start, _)) = chars.peek() else {
+            break;
+        };
+        let mut key_end = text.len();
+        while let Some(&(i, c)) = chars.peek() {
+            if c == '=' || c.is_whitespace() {
+                key_end = i;
+                break;
+            }
+            chars.next();
+        }
+        let key = &text[key_start..key_end];
+        while chars.next_if(|(_, c)| c.is_whitespace()).is_some() {}
+        if key.is_empty() || chars.next_if(|(_, c)| *c == '=').is_none() {
+            return UNREADABLE.to_owned();
+        }
+        while chars.next_if(|(_, c)| c.is_whitespace()).is_some() {}
+        let value_start = chars.peek().map_or(text.len(), |&(i, _)| i);
+        let quoted = chars.next_if(|(_, c)| *c == '\'').is_some();
+        let mut value_end = text.len();
+        let mut closed = !quoted;
+        while let Some((i, c)) = chars.next() {
+            match c {
+                '\\' => {
+                    chars.next();
+                }
+                '\'' if quoted => {
+                    value_end = i + 1;
+                    closed = true;
+                    break;
+                }
+                c if !quoted && c.is_whitespace() => {
+                    value_end = i;
+                    break;
+                }
+                _ => {}
             }
         }
-        None => url.to_owned(),
+        if !closed {
+            return UNREADABLE.to_owned();
+        }
+        if is_secret_key(key) {
+            out.push(format!("{key}=***"));
+        } else {
+            out.push(format!("{key}={}", &text[value_start..value_end]));
+        }
     }
+    out.join(" ")
 }
 
 #[cfg(test)]
@@ -423,5 +504,43 @@ mod tests {
             redact_url("host=db user=pvc password=s3cret"),
             "host=db user=pvc password=***"
         );
+    }
+
+    #[test]
+    fn passwords_in_malformed_urls_stay_hidden() {
+        for (url, shown) in [
+            (
+                "host=127.0.0.1 port=x password='CAN ARY3'",
+                "host=127.0.0.1 port=x password=***",
+            ),
+            (
+                "host=127.0.0.1 port=x password = CANARY4",
+                "host=127.0.0.1 port=x password=***",
+            ),
+            (
+                r"host=db password='it\'s CANARY6' user=pvc",
+                "host=db password=*** user=pvc",
+            ),
+            (
+                "postgres://postgres:CAN@ARY5@127.0.0.1:x/db",
+                "postgres://postgres:***@127.0.0.1:x/db",
+            ),
+            (
+                "postgres://pvc:CAN/ARY7@db/foreman?sslmode=require&password=CANARY8",
+                "postgres://pvc:***@db/foreman?sslmode=require&password=***",
+            ),
+            (
+                "host=db password='CANARY9",
+                "<connection string not shown: it does not parse>",
+            ),
+            (
+                "host=db CANARY10",
+                "<connection string not shown: it does not parse>",
+            ),
+        ] {
+            let redacted = redact_url(url);
+            assert_eq!(redacted, shown, "{url}");
+            assert!(!redacted.contains("ARY"), "{redacted}");
+        }
     }
 }

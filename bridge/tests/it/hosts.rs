@@ -292,11 +292,28 @@ fn an_answer_evaluated_in_a_real_shell_yields_exactly_its_values_and_runs_nothin
     let values = hostile_values(marker_text);
     let mut answer = Answer::new();
     let mut keys = Vec::new();
+    let mut globbed = Vec::new();
     for (i, value) in values.iter().enumerate() {
-        let k = format!("V{i}");
+        let k = format!("PVC_V{i}");
         answer.push(k.parse().unwrap(), value.clone());
-        keys.push(k);
+        // The original agent's unquoted eval would glob-expand these: the
+        // shell form leaves them out, the JSON form keeps them.
+        if pvc_bridge::answer::is_shell_safe(value) {
+            keys.push(k);
+        } else {
+            globbed.push(k);
+        }
     }
+    assert_eq!(globbed.len(), 3, "the values with glob characters");
+    let omitted: Vec<String> = answer.shell_omitted().map(|k| k.to_string()).collect();
+    assert_eq!(omitted, globbed);
+    for key in &globbed {
+        assert!(answer.to_json().get(key).is_some(), "{key} in JSON");
+    }
+    let values: Vec<String> = values
+        .into_iter()
+        .filter(|v| pvc_bridge::answer::is_shell_safe(v))
+        .collect();
     let script = answer.to_shell();
     for shell in ["sh", "dash", "bash"] {
         let got = support::eval_in(shell, &script, &keys);
