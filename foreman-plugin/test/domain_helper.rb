@@ -16,6 +16,6 @@ module DomainHelper
   T0 = Time.utc(2026, 11, 27, 12, 0, 0)
 
   def hosts(count, domain = 'example.com')
-    (1..count).map { |i| format('web%03d.%s', i, domain) }
+    (1..count).map { |i| format('web%<i>03d.%<domain>s', i: i, domain: domain) }
   end
 end

@@ -35,8 +35,16 @@ class BootTest < ActiveSupport::TestCase
       SQL
     end
     insert.call('draft', 0)
-    assert_raises(ActiveRecord::StatementInvalid) { connection.transaction(requires_new: true) { insert.call('limbo', 0) } }
-    assert_raises(ActiveRecord::StatementInvalid) { connection.transaction(requires_new: true) { insert.call('draft', 101) } }
+    assert_raises(ActiveRecord::StatementInvalid) do
+      connection.transaction(requires_new: true) do
+        insert.call('limbo', 0)
+      end
+    end
+    assert_raises(ActiveRecord::StatementInvalid) do
+      connection.transaction(requires_new: true) do
+        insert.call('draft', 101)
+      end
+    end
   end
 
   # The route table itself: recognising a path would load the controllers,
@@ -52,8 +60,11 @@ class BootTest < ActiveSupport::TestCase
     api = self.class.route_table(Rails.application.routes)
     assert_includes api, 'POST /api(/:apiv)/pvc_rollouts/:id/start(.:format) api/v2/pvc_rollouts#start'
     assert_includes api, 'GET /api(/:apiv)/pvc_rollouts(.:format) api/v2/pvc_rollouts#index'
-    assert_equal '/foreman_pvc/rollouts/3', ForemanPvc::Engine.routes.url_helpers.rollout_path(3, script_name: '/foreman_pvc')
-    assert(Rails.application.routes.routes.any? { |r| r.app.app == ForemanPvc::Engine && r.path.spec.to_s == '/foreman_pvc' },
+    assert_equal '/foreman_pvc/rollouts/3',
+                 ForemanPvc::Engine.routes.url_helpers.rollout_path(3, script_name: '/foreman_pvc')
+    assert(Rails.application.routes.routes.any? do |r|
+             r.app.app == ForemanPvc::Engine && r.path.spec.to_s == '/foreman_pvc'
+           end,
            'engine not mounted at /foreman_pvc')
   end
 end
@@ -73,7 +84,8 @@ class MigrationReversalTest < ActiveSupport::TestCase
     context&.up
     ActiveRecord::Base.connection.schema_cache.clear!
     ForemanPvc.constants # keep models' column caches fresh below
-    [ForemanPvc::StagedRollout, ForemanPvc::Wave, ForemanPvc::WaveHost, ForemanPvc::Transition].each(&:reset_column_information)
+    [ForemanPvc::StagedRollout, ForemanPvc::Wave, ForemanPvc::WaveHost,
+     ForemanPvc::Transition].each(&:reset_column_information)
     BootTest::TABLES.each { |t| assert ActiveRecord::Base.connection.table_exists?(t), "#{t} not restored" }
   end
 end

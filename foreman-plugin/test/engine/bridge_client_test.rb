@@ -27,7 +27,8 @@ class BridgeClientTest < ActiveSupport::TestCase
 
   test 'progress of a converge request, and nil for one the bridge does not know' do
     stub_request(:get, "#{URL}/admin/converge/7").with(headers: { 'Authorization' => "Bearer #{TOKEN}" })
-                                                 .to_return(status: 200, body: { id: 7, finished: 3, done: false }.to_json)
+                                                 .to_return(status: 200, body: { id: 7, finished: 3,
+                                                                                 done: false }.to_json)
     stub_request(:get, "#{URL}/admin/converge/8").to_return(status: 404, body: 'no converge request 8')
     assert_equal 3, client.converge_progress(7)['finished']
     assert_nil client.converge_progress(8)
@@ -44,7 +45,9 @@ class BridgeClientTest < ActiveSupport::TestCase
     stub_request(:post, "#{URL}/admin/converge").to_return(status: 201, body: '<html>proxy</html>')
     assert_raises(Client::Error) { client.converge(['a.example.com'], within_secs: 60) }
     stub_request(:post, "#{URL}/admin/converge").to_return(status: 201, body: '{"hosts": 1}')
-    assert_match(/missing id/, assert_raises(Client::Error) { client.converge(['a.example.com'], within_secs: 60) }.message)
+    assert_match(/missing id/, assert_raises(Client::Error) do
+                                 client.converge(['a.example.com'], within_secs: 60)
+                               end.message)
   end
 
   test 'configuration mistakes are caught before any request' do

@@ -20,7 +20,9 @@ class PresenterTest < ActiveSupport::TestCase
     assert_equal({ 'host_id' => 7, 'name' => 'a.example.com', 'outcome' => 'failed', 'reason' => '2 resources failed',
                    'report_id' => 99 }, json['waves'].first['hosts'].first)
     assert_equal 1, json['waves'].first['counts']['failed']
-    assert_equal [%w[start draft running alice]], json['transitions'].map { |t| t.values_at('event', 'from', 'to', 'by') }
+    assert_equal [%w[start draft running alice]], json['transitions'].map { |t|
+                                                    t.values_at('event', 'from', 'to', 'by')
+                                                  }
   end
 
   test 'summary leaves the hosts and history out (list pages stay small)' do

@@ -72,7 +72,8 @@ class RegistrationTest < ActiveSupport::TestCase
     @r.find(:permission).each do |_, (name, map), _|
       map.each { |controller, actions| actions.each { |a| mapped["#{controller}##{a}"] << name } }
     end
-    routed = [ForemanPvc::Engine.routes, Rails.application.routes].flat_map { |set| set.routes.to_a }.filter_map do |route|
+    routes = ForemanPvc::Engine.routes.routes.to_a + Rails.application.routes.routes.to_a
+    routed = routes.filter_map do |route|
       controller = route.defaults[:controller]
       "#{controller}##{route.defaults[:action]}" if controller.to_s.match?(%r{\A(foreman_pvc/|api/v2/pvc_)})
     end
@@ -84,7 +85,8 @@ class RegistrationTest < ActiveSupport::TestCase
   test 'the manager role can do what a rollout does to hosts' do
     roles = @r.find(:role).to_h { |c| [c[1][0], c[1][1]] }
     manager = roles.fetch('PVC rollout manager')
-    assert_empty %i[view_rollouts create_rollouts manage_rollouts edit_hosts create_params edit_params destroy_params] - manager
+    assert_empty %i[view_rollouts create_rollouts manage_rollouts edit_hosts create_params edit_params
+                    destroy_params] - manager
     assert_equal %i[view_rollouts], roles.fetch('PVC rollout viewer')
   end
 

@@ -8,6 +8,8 @@ require 'test_helper'
 # the bridge's HTTP API are the fakes of test/support/fakes.rb.
 class RolloutRunnerTest < ActiveSupport::TestCase
   T0 = Time.utc(2026, 11, 27, 12, 0, 0)
+  # What pvc-agent reports when `puppet agent --disable` is in force.
+  DISABLED = "Notice: Skipping run of Puppet configuration client; administratively disabled (Reason: 'maint');"
   HOSTS = (1..10).map { |i| Fakes::Host.new(100 + i, format('web%02d.example.com', i)) }.freeze
 
   setup do
@@ -27,9 +29,10 @@ class RolloutRunnerTest < ActiveSupport::TestCase
   end
 
   def runner(record, actor: 'alice')
-    ForemanPvc::RolloutRunner.new(record, actor: actor, directory: @directory, flags: @flags, bridge: @bridge,
-                                          reports: ForemanPvc::Adapters::BridgeReports.new(@connection),
-                                          clock: @clock, settle_secs: 10, offline_after_secs: 3600)
+    ports = ForemanPvc::RolloutRunner::Ports.new(directory: @directory, flags: @flags, bridge: @bridge,
+                                                 reports: ForemanPvc::Adapters::BridgeReports.new(@connection))
+    ForemanPvc::RolloutRunner.new(record, actor: actor, ports: ports, clock: @clock,
+                                          evidence: { settle_secs: 10, offline_after_secs: 3600 })
   end
 
   def wave_names(record, position)
@@ -118,7 +121,7 @@ class RolloutRunnerTest < ActiveSupport::TestCase
     runner(r, actor: 'bob').resume!
     r.reload
     wave = r.wave_records.first
-    assert_equal ['overridden', 'bob'], [wave.state, wave.approved_by]
+    assert_equal %w[overridden bob], [wave.state, wave.approved_by]
     assert_equal 1, r.current_wave
     assert_equal 'active', r.wave_records.second.state
     assert_equal %w[resume bob], [r.transitions.last.event, r.transitions.last.user_login]
@@ -178,7 +181,7 @@ class RolloutRunnerTest < ActiveSupport::TestCase
     flag_at = r.wave_records.first.flag_set_at
     @clock.advance(7200 - 120) # names[1] was last seen at T0 - 60: offline by now
     BridgeSchema.report!(@connection, certname: names[2], started: flag_at + 60, cached: nil, exit_code: 1,
-                                      log_tail: "Notice: Skipping run of Puppet configuration client; administratively disabled (Reason: 'maint');")
+                                      log_tail: DISABLED)
     BridgeSchema.checkin!(@connection, names[2], flag_at + 60)
     BridgeSchema.report!(@connection, certname: names[3], started: flag_at + 60)
     BridgeSchema.checkin!(@connection, names[3], flag_at + 60)
@@ -205,7 +208,8 @@ class RolloutRunnerTest < ActiveSupport::TestCase
     flagged = (wave_names(r, 0) + wave_names(r, 1)).map { |n| id_of(n) }.sort
     assert_equal [:remove, flagged, 'update_flag'], @flags.calls.last
     assert_empty @flags.values
-    assert_equal ['abort', 'dave', 'bad change'], [r.transitions.last.event, r.transitions.last.user_login, r.transitions.last.reason]
+    assert_equal ['abort', 'dave', 'bad change'],
+                 [r.transitions.last.event, r.transitions.last.user_login, r.transitions.last.reason]
     assert_raises(ForemanPvc::Rollout::TransitionError) { runner(r).resume! }
   end
 

@@ -38,7 +38,9 @@ class HostsHelperExtensionsTest < ActiveSupport::TestCase
 
   test 'the bulk action opens the new rollout form, for those who may create rollouts' do
     actions = Host.new(true, '/foreman_pvc/rollouts/new').pvc_rollout_multiple_actions
-    assert_equal [['Start rollout for selected hosts', '/foreman_pvc/rollouts/new', false]], actions.map { |a| a[:action] }
+    assert_equal [['Start rollout for selected hosts', '/foreman_pvc/rollouts/new', false]], actions.map { |a|
+                                                                                               a[:action]
+                                                                                             }
     assert_empty Host.new(false, '/x').pvc_rollout_multiple_actions
   end
 end

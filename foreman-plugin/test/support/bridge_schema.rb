@@ -22,8 +22,12 @@ module BridgeSchema
   end
 
   # A report stored as the bridge stores one (its own function).
-  def self.report!(connection, certname:, started:, exit_code: 0, cached: 'not_used', resources: nil, log_tail: '')
-    connection.select_value(<<~SQL.squish, 'store report', [certname, exit_code, started, resources&.to_json, cached, log_tail])
+  REPORT_DEFAULTS = { exit_code: 0, cached: 'not_used', resources: nil, log_tail: '' }.freeze
+
+  def self.report!(connection, certname:, started:, **given)
+    r = REPORT_DEFAULTS.merge(given)
+    binds = [certname, r[:exit_code], started, r[:resources]&.to_json, r[:cached], r[:log_tail]]
+    connection.select_value(<<~SQL.squish, 'store report', binds)
       SELECT report_id FROM pvc.store_report($1, NULL, 'converge', 'full', $2, $3, 12.5, $4::jsonb, $5, '{}', $6)
     SQL
   end

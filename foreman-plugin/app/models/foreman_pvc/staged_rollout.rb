@@ -16,11 +16,11 @@ module ForemanPvc
       scoped_search on: :flag_name, complete_value: true
     end
 
-    has_many :wave_records, -> { order(:position) }, class_name: 'ForemanPvc::Wave',
-                                                     foreign_key: :rollout_id, inverse_of: :rollout
+    has_many :wave_records, -> { order(:position) },
+             class_name: 'ForemanPvc::Wave', foreign_key: :rollout_id, inverse_of: :rollout
     has_many :wave_hosts, class_name: 'ForemanPvc::WaveHost', foreign_key: :rollout_id, inverse_of: :rollout
-    has_many :transitions, -> { order(:created_at, :id) }, class_name: 'ForemanPvc::Transition',
-                                                            foreign_key: :rollout_id, inverse_of: :rollout
+    has_many :transitions, -> { order(:created_at, :id) },
+             class_name: 'ForemanPvc::Transition', foreign_key: :rollout_id, inverse_of: :rollout
 
     validates :name, presence: true, uniqueness: true
     validates :search, :flag_name, :waves, :created_by, presence: true
@@ -52,9 +52,13 @@ module ForemanPvc
     # What a person may do now (completion is the rollout's own doing).
     def available_commands
       commands = machine.allowed_events.map(&:to_s) - %w[complete]
-      commands << 'promote' if state == 'running' && awaiting_approval
+      commands << 'promote' if waiting_for_approval?
       commands << 'refresh' if state == 'running'
       commands
+    end
+
+    def waiting_for_approval?
+      state == 'running' && awaiting_approval
     end
 
     def gate

@@ -15,18 +15,28 @@ module ForemanPvc
     end
 
     def runner(rollout, user)
-      RolloutRunner.new(rollout,
-                        actor: user.login,
-                        directory: Adapters::HostDirectory.new(user),
-                        flags: Adapters::HostFlags.new(user),
-                        bridge: bridge,
-                        reports: Adapters::BridgeReports.new(ActiveRecord::Base.connection),
-                        offline_after_secs: Setting[:pvc_offline_after])
+      ports = RolloutRunner::Ports.new(directory: Adapters::HostDirectory.new(user),
+                                       flags: Adapters::HostFlags.new(user),
+                                       bridge: bridge,
+                                       reports: Adapters::BridgeReports.new(ActiveRecord::Base.connection))
+      RolloutRunner.new(rollout, actor: user.login, ports: ports,
+                                 evidence: { offline_after_secs: Setting[:pvc_offline_after] })
     end
 
+    # A bridge that is not configured yet must not block pausing or
+    # aborting: its error shows on the wave that needed it.
     def bridge
       Adapters::BridgeClient.new(url: Setting[:pvc_bridge_url], token: Setting[:pvc_bridge_token],
                                  ca_file: Setting[:pvc_bridge_ca_file])
+    rescue Adapters::BridgeClient::Error => e
+      UnconfiguredBridge.new(e.message)
+    end
+
+    # Answers every request with the configuration error.
+    UnconfiguredBridge = Struct.new(:message) do
+      def converge(*)
+        raise Adapters::BridgeClient::Error, "#{message} (Administer > Settings > Rollouts)"
+      end
     end
   end
 end

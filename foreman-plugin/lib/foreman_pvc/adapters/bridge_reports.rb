@@ -36,7 +36,7 @@ module ForemanPvc
         rows = @connection.select_rows(<<~SQL.squish, 'pvc checkins', [array(certnames)])
           SELECT certname, last_at FROM pvc.checkins WHERE certname = ANY($1::text[])
         SQL
-        rows.to_h { |name, at| [name, time(at)] }
+        rows.to_h.transform_values { |at| time(at) }
       end
 
       private

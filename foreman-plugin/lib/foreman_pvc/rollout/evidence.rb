@@ -63,7 +63,9 @@ module ForemanPvc
       end
 
       def failed_run_reason(report)
-        report.exit_code.nil? ? 'the run was killed before it finished' : 'the run failed (catalog compile or agent error)'
+        return 'the run was killed before it finished' if report.exit_code.nil?
+
+        'the run failed (catalog compile or agent error)'
       end
 
       def offline(last_seen_at, now)

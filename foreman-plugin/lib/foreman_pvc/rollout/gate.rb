@@ -28,24 +28,28 @@ module ForemanPvc
       # outcomes: the wave's HostOutcomes; timed_out: the wave timeout passed.
       # Failures only grow, so the threshold is checked before the wave ends.
       def evaluate(outcomes, timed_out:)
-        counts = outcomes.map(&:status).tally
-        failed = counts.fetch(:failed, 0)
-        pending = counts.fetch(:pending, 0)
-        failed += pending if timed_out
+        counts = Hash.new(0).merge(outcomes.map(&:status).tally)
+        pending = counts[:pending]
+        # At the timeout a silent host is a failure: nothing shows it works.
+        failed = counts[:failed] + (timed_out ? pending : 0)
         allowed = allowed_failures(outcomes.size)
 
         if failed > allowed
           Decision.new(:pause, failure_reason(failed, outcomes.size, allowed, timed_out && pending.positive?))
         elsif pending.positive? && !timed_out
           Decision.new(:wait, "#{pending} of #{outcomes.size} hosts have not reported yet")
-        elsif counts.fetch(:ok, 0).zero?
-          Decision.new(:pause, 'no host of this wave ran with the flag (all unreachable)')
         else
-          Decision.new(:pass, nil)
+          verdict_without_pending(counts)
         end
       end
 
       private
+
+      def verdict_without_pending(counts)
+        return Decision.new(:pass, nil) if counts[:ok].positive?
+
+        Decision.new(:pause, 'no host of this wave ran with the flag (all unreachable)')
+      end
 
       def failure_reason(failed, size, allowed, with_timeouts)
         reason = "#{failed} of #{size} hosts failed, above the threshold of #{@threshold}% (at most #{allowed})"

@@ -17,7 +17,7 @@ module ForemanPvc
       FIELDS = %w[name search flag_name flag_value waves failure_threshold wave_timeout promotion].freeze
       # Foreman allows nearly any parameter name; the bridge turns the flag
       # into FACTER_<NAME>, so only names that stay a shell variable work.
-      FLAG_NAME = /\A[a-z_][a-z0-9_]{0,63}\z/i
+      FLAG_NAME = /\A[a-z_][a-z0-9_]{0,63}\z/i.freeze
       TRUE_WORDS = %w[true 1 yes on].freeze
       FALSE_WORDS = %w[false 0 no off].freeze
 
@@ -65,9 +65,9 @@ module ForemanPvc
 
       def check_flag_name(value)
         name = value.to_s.strip
-        raise InvalidError, "#{name.inspect} must be letters, digits and _ (it becomes FACTER_#{name.upcase})" unless FLAG_NAME.match?(name)
+        return name if FLAG_NAME.match?(name)
 
-        name
+        raise InvalidError, "#{name.inspect} must be letters, digits and _ (it becomes FACTER_#{name.upcase})"
       end
 
       def check_flag_value(value)

@@ -48,7 +48,8 @@ module ForemanPvc
         raise TransitionError, "cannot #{event} a #{state} rollout" unless rule[:from].include?(state)
         raise InvalidError, 'a transition needs who made it' if by.to_s.strip.empty?
 
-        transition = Transition.new(event: event.to_sym, from: state, to: rule[:to], by: by.to_s, at: at, reason: reason)
+        transition = Transition.new(event: event.to_sym, from: state, to: rule[:to], by: by.to_s,
+                                    at: at, reason: reason)
         @state = rule[:to]
         @history << transition
         transition

@@ -76,16 +76,26 @@ module ForemanPvc
         raise InvalidError, 'waves: the canary must be at least 1 host' unless canary.positive?
         raise InvalidError, 'waves: the last step must be 100%' unless steps.last.to_s == '100%'
 
-        %i[count percent].each do |kind|
-          values = steps.select { |s| s.kind == kind }.map(&:value)
-          raise InvalidError, "waves: #{kind} steps must grow (#{values.join(', ')})" unless strictly_increasing?(values)
-        end
-        raise InvalidError, 'waves: a percentage above 100%' if steps.any? { |s| s.kind == :percent && s.value > 100 }
-        raise InvalidError, 'waves: 0% adds no host' if steps.any? { |s| s.kind == :percent && s.value.zero? }
+        %i[count percent].each { |kind| validate_growth!(kind) }
+        validate_percentages!
       end
 
-      def strictly_increasing?(values)
-        values.each_cons(2).all? { |a, b| a < b }
+      def validate_percentages!
+        percents = values(:percent)
+        raise InvalidError, 'waves: a percentage above 100%' if percents.any? { |v| v > 100 }
+        raise InvalidError, 'waves: 0% adds no host' if percents.any?(&:zero?)
+      end
+
+      # Cumulative targets of one kind must grow, or a wave would be empty.
+      def validate_growth!(kind)
+        list = values(kind)
+        return if list.each_cons(2).all? { |a, b| a < b }
+
+        raise InvalidError, "waves: #{kind} steps must grow (#{list.join(', ')})"
+      end
+
+      def values(kind)
+        steps.select { |s| s.kind == kind }.map(&:value)
       end
     end
   end

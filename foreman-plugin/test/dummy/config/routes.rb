@@ -1,5 +1,5 @@
 # frozen_string_literal: true
 
-# The plugin's config/routes.rb mounts the engine and adds its API routes.
 Rails.application.routes.draw do
+  # The plugin's config/routes.rb mounts the engine and adds its API routes.
 end

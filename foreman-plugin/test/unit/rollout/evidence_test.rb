@@ -12,9 +12,12 @@ class EvidenceTest < Minitest::Test
     @now = T0 + 600
   end
 
-  def report(started: T0 + 60, cached: 'not_used', exit_code: 2, failed: 0, disabled: false, id: 1)
-    Report.new(id: id, host: 'web001.example.com', started_at: started, cached_catalog_status: cached,
-               exit_code: exit_code, failed_resources: failed, puppet_disabled: disabled)
+  DEFAULTS = { started: T0 + 60, cached: 'not_used', exit_code: 2, failed: 0, disabled: false, id: 1 }.freeze
+
+  def report(**given)
+    r = DEFAULTS.merge(given)
+    Report.new(id: r[:id], host: 'web001.example.com', started_at: r[:started], cached_catalog_status: r[:cached],
+               exit_code: r[:exit_code], failed_resources: r[:failed], puppet_disabled: r[:disabled])
   end
 
   def classify(reports, last_seen: @now - 60, known: true)
@@ -56,7 +59,8 @@ class EvidenceTest < Minitest::Test
   def test_a_cached_run_on_purpose_is_neither_evidence_nor_failure
     assert_predicate classify([report(cached: 'explicitly_requested', exit_code: 0)]), :pending?
     # and it does not hide the fresh run before it
-    assert_predicate classify([report(started: T0 + 60), report(started: T0 + 120, cached: 'explicitly_requested')]), :ok?
+    assert_predicate classify([report(started: T0 + 60), report(started: T0 + 120, cached: 'explicitly_requested')]),
+                     :ok?
   end
 
   def test_a_report_without_a_catalog_status_cannot_prove_a_fresh_catalog
@@ -67,7 +71,8 @@ class EvidenceTest < Minitest::Test
 
   def test_the_latest_relevant_run_decides
     assert_predicate classify([report(started: T0 + 60, exit_code: 1), report(started: T0 + 300, exit_code: 0)]), :ok?
-    assert_predicate classify([report(started: T0 + 300, exit_code: 1), report(started: T0 + 60, exit_code: 0)]), :failed?
+    assert_predicate classify([report(started: T0 + 300, exit_code: 1), report(started: T0 + 60, exit_code: 0)]),
+                     :failed?
   end
 
   def test_puppet_disabled_is_unreachable_not_pending

@@ -7,8 +7,8 @@ class GateTest < Minitest::Test
   Outcome = ForemanPvc::Rollout::HostOutcome
 
   def outcomes(ok: 0, failed: 0, pending: 0, unreachable: 0)
-    { ok: ok, failed: failed, pending: pending, unreachable: unreachable }.flat_map do |status, n|
-      Array.new(n) { Outcome.new(status, nil, nil) }
+    { ok: ok, failed: failed, pending: pending, unreachable: unreachable }.flat_map do |status, count|
+      Array.new(count) { Outcome.new(status, nil, nil) }
     end
   end
 

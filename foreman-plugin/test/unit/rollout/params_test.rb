@@ -40,7 +40,8 @@ class ParamsTest < Minitest::Test
   end
 
   def test_booleans_accept_the_usual_words_only
-    { 'true' => true, 'yes' => true, '1' => true, true => true, 'off' => false, false => false, '0' => false }.each do |raw, want|
+    { 'true' => true, 'yes' => true, '1' => true, true => true, 'off' => false, false => false,
+      '0' => false }.each do |raw, want|
       assert_equal want, check(name: 'n', search: 's', flag_value: raw).attributes[:flag_value], raw.inspect
     end
     refute_predicate check(name: 'n', search: 's', flag_value: 'tru'), :ok?

@@ -15,7 +15,8 @@ class StateMachineTest < Minitest::Test
     machine.fire(:complete, by: 'system', at: T0 + 180)
     assert_equal 'completed', machine.state
     assert_predicate machine, :final?
-    assert_equal [%w[draft running alice], %w[running paused system], %w[paused running bob], %w[running completed system]],
+    assert_equal [%w[draft running alice], %w[running paused system], %w[paused running bob],
+                  %w[running completed system]],
                  machine.history.map { |t| [t.from, t.to, t.by] }
     assert_equal [T0, T0 + 60, T0 + 120, T0 + 180], machine.history.map(&:at)
     assert_equal 'wave 1: 1 of 1 hosts failed', machine.history[1].reason

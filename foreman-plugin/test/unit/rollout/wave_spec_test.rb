@@ -33,7 +33,7 @@ class WaveSpecTest < Minitest::Test
       '1, -5%, 100%' => 'neither a count nor a percentage',
       '1, 1.5%, 100%' => 'neither a count nor a percentage',
       '1, abc, 100%' => 'neither a count nor a percentage',
-      (['1'] * 20 + ['100%']).join(',') => 'at most 20',
+      ((['1'] * 20) + ['100%']).join(',') => 'at most 20',
     }.each do |text, message|
       error = assert_raises(Invalid, text) { Spec.parse(text) }
       assert_includes error.message, message, text

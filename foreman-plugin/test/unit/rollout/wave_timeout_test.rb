@@ -20,7 +20,7 @@ class WaveTimeoutTest < Minitest::Test
 
   def test_bounds_and_types
     assert_equal 600, Timeout.new('600').secs
-    [59, 7 * 24 * 3600 + 1, 'soon', nil, 1.5].each do |bad|
+    [59, (7 * 24 * 3600) + 1, 'soon', nil, 1.5].each do |bad|
       assert_raises(ForemanPvc::Rollout::InvalidError, bad.inspect) { Timeout.new(bad) }
     end
   end

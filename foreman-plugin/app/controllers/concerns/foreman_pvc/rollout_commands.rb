@@ -23,15 +23,14 @@ module ForemanPvc
       @rollout = StagedRollout.authorized("#{action_permission}_rollouts", StagedRollout).find(params[:id])
     end
 
+    # Runs the action's command; nil when it worked, else the reason.
     def run_command
       runner = ForemanWiring.runner(@rollout, User.current)
       case params[:action]
-      when 'start' then runner.start!
       when 'pause' then runner.pause!(params[:reason])
-      when 'resume' then runner.resume!
-      when 'promote' then runner.promote!
       when 'abort' then runner.abort!(remove_flag: Foreman::Cast.to_bool(params[:remove_flag]), reason: params[:reason])
       when 'refresh' then runner.tick!
+      else runner.public_send(:"#{params[:action]}!") # start, resume, promote
       end
       nil
     rescue Rollout::Error, RolloutRunner::Error, Adapters::BridgeClient::Error => e
