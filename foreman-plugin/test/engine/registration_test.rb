@@ -1,60 +1,13 @@
 # frozen_string_literal: true
 
 require 'test_helper'
+require_relative '../support/registration_recorder'
 
 # lib/foreman_pvc/register.rb run against a recorder standing in for
 # Foreman::Plugin: what the plugin declares, and that its permissions cover
 # every route it draws (Foreman refuses unmapped actions to non-admins).
 class RegistrationTest < ActiveSupport::TestCase
-  # Records DSL calls; runs nested blocks (security_block, settings,
-  # category, describe_host) on itself.
-  class Recorder
-    attr_reader :calls
-
-    def initialize
-      @calls = []
-    end
-
-    def N_(text) # rubocop:disable Naming/MethodName
-      text
-    end
-
-    def method_missing(name, *args, **kwargs, &block)
-      @calls << [name, args, kwargs]
-      instance_eval(&block) if block
-    end
-
-    def respond_to_missing?(*)
-      true
-    end
-
-    def find(name)
-      @calls.select { |c| c.first == name }
-    end
-  end
-
-  def register
-    recorder = Recorder.new
-    plugin = Module.new
-    plugin.define_singleton_method(:register) do |id, &block|
-      recorder.calls << [:register, [id], {}]
-      recorder.instance_eval(&block)
-    end
-    stub_const_foreman(plugin) { load ForemanPvc::Engine.root.join('lib/foreman_pvc/register.rb').to_s }
-    recorder
-  end
-
-  def stub_const_foreman(plugin)
-    defined_before = defined?(::Foreman)
-    Object.const_set(:Foreman, Module.new) unless defined_before
-    ::Foreman.const_set(:Plugin, plugin)
-    yield
-  ensure
-    ::Foreman.send(:remove_const, :Plugin)
-    Object.send(:remove_const, :Foreman) unless defined_before
-  end
-
-  setup { @r = register }
+  setup { @r = RegistrationRecorder.record }
 
   test 'registers as foreman_pvc for Foreman 3.13 and later' do
     assert_equal [[:foreman_pvc]], @r.find(:register).map { |c| c[1] }

@@ -1,0 +1,46 @@
+# frozen_string_literal: true
+
+require 'test_helper'
+require_relative '../support/registration_recorder'
+
+# The wiring reads Foreman's settings by name: check that it reads exactly
+# the ones register.rb declares, with their declared defaults.
+class ForemanWiringTest < ActiveSupport::TestCase
+  # Foreman's Setting[...] over the declared defaults; an undeclared name
+  # is a test failure, as it would be a nil in production.
+  class DeclaredSettings
+    def self.values
+      @values ||= {}
+    end
+
+    def self.[](name)
+      values.fetch(name.to_s) { raise KeyError, "setting #{name} is not declared in register.rb" }
+    end
+  end
+
+  setup do
+    recorder = RegistrationRecorder.record
+    DeclaredSettings.values.replace(recorder.find(:setting).to_h { |c| [c[1].first, c[2][:default]] })
+    Object.const_set(:Setting, DeclaredSettings)
+  end
+
+  teardown { Object.send(:remove_const, :Setting) }
+
+  test 'form and API defaults come from the settings' do
+    DeclaredSettings.values['pvc_failure_threshold'] = 10
+    attrs = ForemanPvc::ForemanWiring.params.call(name: 'n', search: 's').attributes
+    assert_equal ['update_flag', 10, 3600], attrs.values_at(:flag_name, :failure_threshold, :wave_timeout)
+  end
+
+  test 'a runner is built from the settings; without a bridge URL the wave says so' do
+    user = Struct.new(:login).new('alice')
+    rollout = ForemanPvc::StagedRollout.create!(name: 'w', search: 's', waves: '1, 100%', created_by: 'alice')
+    assert_kind_of ForemanPvc::RolloutRunner, ForemanPvc::ForemanWiring.runner(rollout, user)
+    error = assert_raises(ForemanPvc::Adapters::BridgeClient::Error) do
+      ForemanPvc::ForemanWiring.bridge.converge(['a'], within_secs: 60)
+    end
+    assert_match(/bridge URL "" is not http/, error.message)
+    DeclaredSettings.values.merge!('pvc_bridge_url' => 'https://bridge:8443', 'pvc_bridge_token' => 'x' * 20)
+    assert_kind_of ForemanPvc::Adapters::BridgeClient, ForemanPvc::ForemanWiring.bridge
+  end
+end
