@@ -8,6 +8,8 @@
 #
 #   FLEET=10000 make demo     # add 10,000 hosts cloned from the real ones
 #   LISTEN=0.0.0.0:8081 make demo
+#   PUPPET=1 make demo        # with a real puppetserver and real Puppet agents
+if [ "${PUPPET:-0}" = 1 ]; then exec bash "$(dirname "$0")/demo-puppetserver.sh" "$@"; fi
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"

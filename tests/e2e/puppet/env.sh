@@ -20,6 +20,9 @@ set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 SERVER_CERTNAME=puppet.test
 READY_TIMEOUT_SECS=${PUPPET_READY_TIMEOUT_SECS:-300}
+# Autosigning answers at once; a request the CA refuses fails within a
+# minute instead of being retried forever.
+BOOTSTRAP_WAIT="--waitforcert 5 --maxwaitforcert 60"
 
 log() { echo "env.sh: $*" >&2; }
 die() {
@@ -105,6 +108,9 @@ cmd_server_up() {
 certificate-authority: {
     # the bridge's certificate carries DNS alt names (localhost)
     allow-subject-alt-names: true
+    # a node made again under a kept CA gets a new certificate (instead of
+    # its request waiting forever for a signature that never comes)
+    allow-duplicate-certs: true
 }
 EOF
   cat >"$srv/conf.d/webserver.conf" <<EOF
@@ -292,7 +298,7 @@ cmd_cert() {
   if [ ! -s "$base/ssl/certs/$certname.pem" ]; then
     write_puppet_conf "$base" "$certname" "$PUPPET_PORT" "$alt"
     write_nsrun "$dir/bin"
-    "$dir/bin/nsrun" /usr/bin/puppet ssl bootstrap --confdir "$base/conf" >&2 ||
+    "$dir/bin/nsrun" /usr/bin/puppet ssl bootstrap --confdir "$base/conf" $BOOTSTRAP_WAIT >&2 ||
       die "certificate for $certname not issued"
   fi
   echo "CERT=$base/ssl/certs/$certname.pem"
@@ -329,7 +335,7 @@ exec $dir/bin/nsrun /usr/bin/facter "\$@"
 EOF
   chmod +x "$a/bin/puppet" "$a/bin/facter"
   if [ ! -s "$a/ssl/certs/$certname.pem" ]; then
-    "$a/bin/puppet" ssl bootstrap >&2 || die "certificate for $certname not issued"
+    "$a/bin/puppet" ssl bootstrap $BOOTSTRAP_WAIT >&2 || die "certificate for $certname not issued"
   fi
   cat >"$a/agent.env" <<EOF
 PUPPET_COMMAND=$a/bin/puppet
