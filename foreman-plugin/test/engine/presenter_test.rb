@@ -16,10 +16,11 @@ class PresenterTest < ActiveSupport::TestCase
     json = JSON.parse(ForemanPvc::RolloutPresenter.new(r.reload).detail.to_json)
     assert_equal %w[web running approved update_flag], json.values_at('name', 'state', 'promotion', 'flag_name')
     assert_equal %w[pause abort refresh], json['commands']
-    assert_equal 1, json['waves'].first['number']
+    assert_equal '1, 100%', json['waves'], 'the spec is not hidden by the progress'
+    assert_equal 1, json['wave_progress'].first['number']
     assert_equal({ 'host_id' => 7, 'name' => 'a.example.com', 'outcome' => 'failed', 'reason' => '2 resources failed',
-                   'report_id' => 99 }, json['waves'].first['hosts'].first)
-    assert_equal 1, json['waves'].first['counts']['failed']
+                   'report_id' => 99 }, json['wave_progress'].first['hosts'].first)
+    assert_equal 1, json['wave_progress'].first['counts']['failed']
     assert_equal [%w[start draft running alice]], json['transitions'].map { |t|
                                                     t.values_at('event', 'from', 'to', 'by')
                                                   }

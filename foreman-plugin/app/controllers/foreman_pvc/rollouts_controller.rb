@@ -14,8 +14,7 @@ module ForemanPvc
     end
 
     def new
-      @form = ForemanWiring.params.call(name: '', search: selection_search).attributes.to_h
-      @form[:search] ||= selection_search
+      @form = ForemanWiring.params.form_defaults.merge(search: selection_search)
       @errors = {}
     end
 

@@ -17,7 +17,7 @@ module ForemanPvc
     end
 
     def detail
-      summary.merge(waves: @rollout.wave_records.map { |w| wave(w) },
+      summary.merge(wave_progress: @rollout.wave_records.map { |w| wave(w) },
                     transitions: @rollout.transitions.map { |t| transition(t) })
     end
 

@@ -26,6 +26,13 @@ module ForemanPvc
         @defaults = { 'waves' => DEFAULT_WAVES }.merge(defaults.transform_keys(&:to_s))
       end
 
+      # What a new form shows before anyone types: the defaults, checked.
+      def form_defaults
+        { name: '', search: '', flag_value: true, promotion: 'automatic' }.merge(
+          @defaults.to_h { |field, value| [field.to_sym, send(:"check_#{field}", value)] }
+        )
+      end
+
       def call(raw)
         input = @defaults.merge(stringify(raw).compact)
         errors = {}

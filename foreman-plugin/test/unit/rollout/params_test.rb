@@ -27,6 +27,14 @@ class ParamsTest < Minitest::Test
                  attrs.values_at(:flag_value, :waves, :failure_threshold, :wave_timeout, :promotion)
   end
 
+  def test_a_new_form_starts_from_the_checked_defaults
+    assert_equal({ name: '', search: '', flag_value: true, promotion: 'automatic', waves: '1, 5%, 25%, 100%',
+                   flag_name: 'update_flag', failure_threshold: 0, wave_timeout: 3600 },
+                 ForemanPvc::Rollout::Params.new(DEFAULTS).form_defaults)
+    bad = ForemanPvc::Rollout::Params.new(DEFAULTS.merge(wave_timeout: 5))
+    assert_raises(ForemanPvc::Rollout::InvalidError) { bad.form_defaults }
+  end
+
   def test_every_bad_field_is_reported_at_once
     result = check(name: '', search: '  ', flag_name: 'update-flag; rm', flag_value: 'maybe', waves: '1, 50%',
                    failure_threshold: 101, wave_timeout: 5, promotion: 'later', colour: 'red')
