@@ -14,8 +14,11 @@ module ForemanPvc
     end
 
     def new
-      @form = ForemanWiring.params.form_defaults.merge(search: selection_search)
+      @form = ForemanWiring.params.form_defaults
       @errors = {}
+      @form[:search] = selection_search
+    rescue Rollout::InvalidError => e
+      @errors = { 'base' => [e.message] }
     end
 
     def create
@@ -23,7 +26,8 @@ module ForemanPvc
       result = ForemanWiring.params.call(form)
       rollout = result.ok? && StagedRollout.new(result.attributes.merge(created_by: User.current.login))
       if rollout&.save
-        redirect_to rollout_path(rollout), success: _('Rollout %s created; start it when ready.') % rollout.name
+        flash[:success] = _('Rollout %s created; start it when ready.') % rollout.name
+        redirect_to rollout_path(rollout)
       else
         @form = form.symbolize_keys
         @errors = result.ok? ? { 'base' => rollout.errors.full_messages } : result.errors
@@ -40,10 +44,11 @@ module ForemanPvc
       define_method(command) do
         error = run_command
         if error
-          redirect_to rollout_path(@rollout), error: error
+          flash[:error] = error
         else
-          redirect_to rollout_path(@rollout), success: _('Done: %s.') % _(command)
+          flash[:success] = _('Done: %s.') % _(command)
         end
+        redirect_to rollout_path(@rollout)
       end
     end
 
@@ -55,12 +60,10 @@ module ForemanPvc
 
     private
 
-    # "Start rollout for selected hosts" on the hosts list sends their ids.
+    # "Start rollout for selected hosts" on the hosts list sends their ids,
+    # or its search when every host of it was selected.
     def selection_search
-      ids = Array(params[:host_ids]).map(&:to_i).select(&:positive?)
-      return "id ^ (#{ids.join(', ')})" if ids.any?
-
-      params[:search].to_s
+      Rollout::Selection.search(host_ids: params[:host_ids], search: params[:search])
     end
   end
 end
