@@ -18,6 +18,7 @@ module ForemanPvc
       @errors = {}
       @form[:search] = selection_search
     rescue Rollout::InvalidError => e
+      @form ||= {}
       @errors = { 'base' => [e.message] }
     end
 
