@@ -44,3 +44,20 @@ class HostsHelperExtensionsTest < ActiveSupport::TestCase
     assert_empty Host.new(false, '/x').pvc_rollout_multiple_actions
   end
 end
+
+# Everything under app/ that does not subclass a Foreman class loads by
+# its file name (Rails' autoloader in production loads them all).
+class AutoloadTest < ActiveSupport::TestCase
+  FOREMAN_ONLY = %w[app/controllers/api/v2/pvc_rollouts_controller.rb
+                    app/controllers/foreman_pvc/rollouts_controller.rb].freeze
+
+  test 'app files define the constant their path names' do
+    root = ForemanPvc::Engine.root
+    files = Dir.chdir(root) { Dir['app/**/*.rb'] } - FOREMAN_ONLY
+    assert_operator files.size, :>=, 14
+    files.each do |file|
+      name = file.sub(%r{\Aapp/[^/]+/(concerns/)?}, '').delete_suffix('.rb').camelize
+      assert name.constantize, file
+    end
+  end
+end
