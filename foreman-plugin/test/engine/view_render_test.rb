@@ -63,7 +63,7 @@ class ViewRenderTest < ActiveSupport::TestCase
 
   test 'new: the defaults filled in, and every error listed' do
     form = ForemanPvc::Rollout::Params.new.form_defaults.merge(flag_name: 'update_flag', failure_threshold: 0,
-                                                                 wave_timeout: 3600, search: 'id ^ (3, 5)')
+                                                               wave_timeout: 3600, search: 'id ^ (3, 5)')
     errors = { 'waves' => ['waves: the last step must be 100%'] }
     html = render('foreman_pvc/rollouts/new', form: form, errors: errors)
     assert_includes html, 'value="id ^ (3, 5)"'
