@@ -4,13 +4,15 @@ PG_DIR ?= .demo/pg
 
 .PHONY: test deny deps demo bench bench-host bench-facts bench-agent bench-changes pg-up pg-down
 
-## test: formatting, lints, the supply-chain check (cargo deny), then every
-## crate's tests (installs PostgreSQL 15 binaries and cargo-deny if missing)
+## test: formatting, lints, the supply-chain check (cargo deny), every
+## crate's tests, then the Foreman plugin's (installs PostgreSQL 15, cargo-deny
+## and Debian's ruby/rails packages if missing)
 test: deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	bash scripts/deny.sh
 	bash scripts/test.sh
+	bash foreman-plugin/test.sh
 
 ## deny: the supply-chain check alone (deny.toml; docs/supply-chain.md)
 deny:
