@@ -72,7 +72,7 @@ set +a
 quiet "$BIN/pvc-bridge" migrate
 
 bridge_url=https://localhost:$BRIDGE_PORT
-echo "demo: starting puppetserver on 127.0.0.1:$PUPPET_PORT (30-90 s; the first start creates its CA)"
+echo "demo: starting puppetserver on 127.0.0.1:$PUPPET_PORT (30-120 s; the first start creates its CA)"
 bash "$ENV_SH" server-up "$E2E_DIR" "$PUPPET_PORT" 2 "$bridge_url"
 set -a
 # shellcheck disable=SC1091

@@ -142,16 +142,17 @@ http-client: { }
 profiler: { }
 EOF
   # /metrics/v2 (Jolokia) without a client certificate, like the status API.
-  python3 - "$srv/conf.d/auth.conf" <<'PY'
-import sys
-p = sys.argv[1]
-s = open(p).read()
-rule = '''    rules: [
-        { match-request: { path: "/metrics/v2", type: path }
-          allow-unauthenticated: true, sort-order: 400, name: "e2e metrics v2" },'''
-assert s.count('    rules: [') == 1, "unexpected auth.conf layout"
-open(p, 'w').write(s.replace('    rules: [', rule, 1))
-PY
+  ruby - "$srv/conf.d/auth.conf" <<'RUBY'
+path = ARGV[0]
+text = File.read(path)
+rule = <<~HOCON.chomp
+  rules: [
+          { match-request: { path: "/metrics/v2", type: path }
+            allow-unauthenticated: true, sort-order: 400, name: "e2e metrics v2" },
+HOCON
+abort "env.sh: unexpected auth.conf layout: #{path}" unless text.scan('    rules: [').size == 1
+File.write(path, text.sub('rules: [', rule))
+RUBY
   cat >"$srv/puppet/puppet.conf" <<EOF
 [main]
 certname = $SERVER_CERTNAME
