@@ -225,6 +225,9 @@ def materialize(docs, scenario, pod_spec, container, root, claims=()):
             mounts[path] = "claim"
             continue
         volume = volumes.get(mount["name"])
+        if volume is not None and "persistentVolumeClaim" in volume:
+            mounts[path] = "claim"
+            continue
         if volume is None:
             raise LookupError(f"volumeMount {mount['name']!r} has no volume or claim template")
         files = {}
@@ -438,13 +441,16 @@ def run_scenario(c, args, scenario, workdir):
                 mounts[path] == "claim" or (path == "/tmp" and mounts[path] == "emptyDir"), mounts[path])
     spool = (config.get("writes") or {}).get("spool_dir")
     spool_mount = mount_of(spool, mounts) if spool else None
-    c.check(f"{name}: writes.spool_dir is on a volumeClaimTemplate",
-            spool_mount is not None and mounts[spool_mount] == "claim",
+    spool_volume = next((m["name"] for m in container.get("volumeMounts") or []
+                         if m["mountPath"] == spool_mount), None)
+    # Each process its own spool: a claim template, never a shared claim.
+    c.check(f"{name}: writes.spool_dir is on the pod's own volumeClaimTemplate",
+            spool_volume in claims,
             f"spool_dir={spool!r} mount={spool_mount!r}")
     repo = (config.get("audit") or {}).get("repo")
     if repo:
         repo_mount = mount_of(repo, mounts)
-        c.check(f"{name}: audit.repo is on a volumeClaimTemplate",
+        c.check(f"{name}: audit.repo is on a persistent volume",
                 repo_mount is not None and mounts[repo_mount] == "claim" and repo != repo_mount,
                 f"repo={repo!r} mount={repo_mount!r}")
 
@@ -572,6 +578,31 @@ def run_scenario(c, args, scenario, workdir):
             f"exit {migrate.returncode}: {migrate.stderr.strip()}")
 
 
+def leaves(values, prefix=""):
+    """Dotted paths of the chart's values, down to the documented level:
+    maps of settings passed through whole (resources, security contexts,
+    probes' timing, the bridge's config) count as one value."""
+    whole = {"config", "resources", "podSecurityContext", "securityContext", "updateStrategy",
+             "persistentVolumeClaimRetentionPolicy", "livenessProbe", "readinessProbe"}
+    for key, value in values.items():
+        path = prefix + key
+        if isinstance(value, dict) and value and key not in whole:
+            yield from leaves(value, path + ".")
+        else:
+            yield path
+
+
+def check_readme(c, args):
+    with open(os.path.join(args.chart, "values.yaml")) as f:
+        values = yaml.safe_load(f)
+    with open(os.path.join(args.chart, "README.md")) as f:
+        documented = set(re.findall(r"^\| `([A-Za-z0-9_.]+)` \|", f.read(), re.M))
+    missing = [p for p in leaves(values) if p not in documented]
+    c.check("every value is documented in the chart's README", not missing, f"missing: {missing}")
+    unknown = sorted(documented - set(leaves(values)))
+    c.check("the README documents no value the chart lacks", not unknown, f"unknown: {unknown}")
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--helm", required=True)
@@ -584,6 +615,7 @@ def main():
         setattr(args, name, os.path.abspath(getattr(args, name)))
     args.chart = os.path.join(args.repo, "helm/pvc-bridge")
     c = Checks(args.verbose)
+    check_readme(c, args)
     pki = make_pki(args.workdir)
     for scenario in scenarios(pki):
         try:

@@ -178,6 +178,9 @@ everything but /healthz, /readyz and /metrics. */}}
 {{- if .Values.tls.crlKey }}
 {{- $_ := set $tls "client_crl_files" (list (printf "%s/crl.pem" $p.tls)) }}
 {{- end }}
+{{- with .Values.tls.crlUrl }}
+{{- $_ := set $tls "client_crl_url" . }}
+{{- end }}
 {{- $_ := set $c "tls" $tls }}
 {{- if .Values.tls.foremanClientCert }}
 {{- $fm := get $c "foreman" | default dict }}
