@@ -18,13 +18,16 @@ For the default values and the HA/TLS/HPA values (helm/pvc-bridge/ci/):
   Job's configuration is accepted by `pvc-bridge migrate` (it fails
   connecting, not validating);
 - no credential is inlined: the dummy credentials given with --set (and
-  those of existing Secrets) appear in no object but Secrets;
+  those of existing Secrets) appear in no object but Secrets, and the chart
+  refuses database URLs and passwords put into `config`;
 - hook ordering: the migrate Job is a pre-install/pre-upgrade hook, and
   every ConfigMap and Secret it reads is an existing Secret or a hook of the
   same events with a lower weight;
 - the spool directory (and the audit repository) are on volumes from the
   StatefulSet's volumeClaimTemplates; the root filesystem is read-only and
   the only writable mounts are those volumes and /tmp.
+
+And every value of values.yaml is documented in the chart's README.
 
 Prints one summary line ("N passed, N failed") and exits non-zero on any
 failure.
@@ -133,7 +136,10 @@ def make_pki(workdir):
 
 
 def scenarios(pki):
-    db = lambda: f"postgres://pvc_bridge:{dummy('dbpw')}@127.0.0.1:1/foreman"
+    def db():
+        # Port 1: nothing listens, so the bridge fails fast connecting.
+        return f"postgres://pvc_bridge:{dummy('dbpw')}@127.0.0.1:1/foreman"
+
     default = Scenario(
         name="default",
         values_file="ci/default-values.yaml",
@@ -603,6 +609,18 @@ def check_readme(c, args):
     c.check("the README documents no value the chart lacks", not unknown, f"unknown: {unknown}")
 
 
+def check_refusals(c, args):
+    """Credentials put into `config` (which becomes the ConfigMap) are refused."""
+    base = [args.helm, "template", RELEASE, args.chart, "-f", "ci/default-values.yaml"]
+    for key in ("config.database.primary", "config.database.replicas", "config.foreman.password",
+                "config.enc.root_pass"):
+        value = dummy("inline")
+        r = subprocess.run(base + ["--set-string", f"{key}={value}"], cwd=args.chart,
+                           capture_output=True, text=True)
+        c.check(f"the chart refuses {key}", r.returncode != 0 and "secrets." in r.stderr
+                and value not in r.stdout, f"exit {r.returncode}: {r.stderr.strip()[:200]}")
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--helm", required=True)
@@ -616,6 +634,7 @@ def main():
     args.chart = os.path.join(args.repo, "helm/pvc-bridge")
     c = Checks(args.verbose)
     check_readme(c, args)
+    check_refusals(c, args)
     pki = make_pki(args.workdir)
     for scenario in scenarios(pki):
         try:
