@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Renders the pvc-bridge chart and checks what matters to operators.
 
-For the default values and the HA/TLS/HPA values (helm/pvc-bridge/ci/):
+For the default values, the HA/TLS/HPA values (helm/pvc-bridge/ci/), and
+HTTPS from a Secret the chart creates out of PEM values given with
+--set-file:
 
 - `helm lint --strict` passes and `helm template` renders;
 - every rendered object validates against the Kubernetes API schemas
@@ -67,15 +69,26 @@ class Scenario:
     sets: dict
     # Secrets that exist before the release: name -> key -> value.
     existing: dict = field(default_factory=dict)
+    # --set-file values: key -> (file, content); private keys among them
+    # are credentials too.
+    files: dict = field(default_factory=dict)
 
     def credentials(self):
-        """Every dummy credential of the scenario."""
-        found = [v for k, v in self.sets.items() if k.startswith("secrets.")]
+        """Every dummy credential of the scenario, as strings that must not
+        appear outside Secrets (a PEM key: each line of its body)."""
+        found = [unescape(v) for k, v in self.sets.items() if k.startswith("secrets.")]
+        found += [content for key, (_, content) in self.files.items() if key == "tls.key"]
         for data in self.existing.values():
             for key, value in data.items():
                 if not key.endswith((".crt", ".pem")):
                     found.append(value)
-        return found
+        parts = []
+        for value in found:
+            if "-----BEGIN" in value:
+                parts += [line for line in value.splitlines() if len(line) >= 32 and "-----" not in line]
+            else:
+                parts += value.split(",")
+        return parts
 
 
 class Checks:
@@ -132,7 +145,7 @@ def make_pki(workdir):
     for name in ("ca.crt", "tls.crt", "tls.key", "crl.pem"):
         with open(os.path.join(d, name)) as f:
             pem[name] = f.read()
-    return pem
+    return pem, d
 
 
 def scenarios(pki):
@@ -163,16 +176,38 @@ def scenarios(pki):
         },
         existing={
             "foreman-db": {"primary-url": db(), "replica-urls": db() + "," + db()},
-            "pvc-bridge-puppet-tls": dict(pki),
+            "pvc-bridge-puppet-tls": {k: v for k, v in pki.items() if k != "dir"},
         },
     )
-    return [default, ha]
+    # HTTPS from a Secret the chart creates out of PEM values, with the
+    # Puppet CA and no CRL.
+    chart_tls = Scenario(
+        name="chart-tls",
+        values_file="ci/default-values.yaml",
+        sets={
+            "secrets.databasePrimary.value": db(),
+            "secrets.adminToken.value": dummy("admintoken"),
+            "tls.enabled": "true",
+            "tls.foremanClientCert": "true",
+        },
+        files={name: (path, pki[value]) for name, value, path in (
+            ("tls.cert", "tls.crt", pki["dir"] + "/tls.crt"),
+            ("tls.key", "tls.key", pki["dir"] + "/tls.key"),
+            ("tls.clientCA", "ca.crt", pki["dir"] + "/ca.crt"),
+        )},
+    )
+    return [default, ha, chart_tls]
 
 
 def helm_args(scenario):
     args = ["-f", scenario.values_file]
     for key, value in scenario.sets.items():
-        args += ["--set-string", f"{key}={value}"]
+        if value in ("true", "false"):
+            args += ["--set", f"{key}={value}"]
+        else:
+            args += ["--set-string", f"{key}={value}"]
+    for key, (path, _) in scenario.files.items():
+        args += ["--set-file", f"{key}={path}"]
     return args
 
 
@@ -367,13 +402,12 @@ def run_scenario(c, args, scenario, workdir):
                 c.check(f"{name}: {what} valid for Kubernetes {version}", False, "no schema for it")
 
     # No credential outside Secrets.
-    for value in scenario.credentials():
-        value = unescape(value)
-        for part in value.split(","):
-            leaks = [f"{d['kind']}/{d['metadata']['name']}" for d in docs
-                     if d.get("kind") != "Secret" and
-                     (part in yaml.safe_dump(d) or base64.b64encode(part.encode()).decode() in yaml.safe_dump(d))]
-            c.check(f"{name}: credential {part[:12]}… only in Secrets", not leaks, f"found in {leaks}")
+    dumps = {f"{d['kind']}/{d['metadata']['name']}": yaml.safe_dump(d, width=1 << 20)
+             for d in docs if d.get("kind") != "Secret"}
+    for part in scenario.credentials():
+        encoded = base64.b64encode(part.encode()).decode()
+        leaks = [what for what, text in dumps.items() if part in text or encoded in text]
+        c.check(f"{name}: credential {part[:12]}… only in Secrets", not leaks, f"found in {leaks}")
     # What was given is what the chart's Secrets hold (and so what the pod reads).
     held = set()
     for doc in by_kind(docs, "Secret"):
@@ -381,6 +415,8 @@ def run_scenario(c, args, scenario, workdir):
     for key, value in scenario.sets.items():
         if key.startswith("secrets."):
             c.check(f"{name}: {key} is held by a chart-created Secret", unescape(value) in held)
+    for key, (_, content) in scenario.files.items():
+        c.check(f"{name}: {key} is held by a chart-created Secret", content in held)
 
     sts = by_kind(docs, "StatefulSet")
     if not c.check(f"{name}: one StatefulSet", len(sts) == 1, str(len(sts))):
@@ -443,7 +479,7 @@ def run_scenario(c, args, scenario, workdir):
     # Writable mounts and persistent volumes.
     writable = [m["mountPath"] for m in container.get("volumeMounts") or [] if not m.get("readOnly")]
     for path in writable:
-        c.check(f"{name}: writable mount {path} is a claim or /tmp",
+        c.check(f"{name}: writable mount {path} is a persistent volume or /tmp",
                 mounts[path] == "claim" or (path == "/tmp" and mounts[path] == "emptyDir"), mounts[path])
     spool = (config.get("writes") or {}).get("spool_dir")
     spool_mount = mount_of(spool, mounts) if spool else None
@@ -635,7 +671,8 @@ def main():
     c = Checks(args.verbose)
     check_readme(c, args)
     check_refusals(c, args)
-    pki = make_pki(args.workdir)
+    pem, pki_dir = make_pki(args.workdir)
+    pki = dict(pem, dir=pki_dir)
     for scenario in scenarios(pki):
         try:
             run_scenario(c, args, scenario, args.workdir)
