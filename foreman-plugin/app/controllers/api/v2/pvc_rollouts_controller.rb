@@ -42,7 +42,7 @@ module Api
           param :flag_name, String, desc: N_('Host parameter to set (default: setting pvc_flag_parameter)')
           param :flag_value, :bool, desc: N_('Value to set (boolean, default true)')
           param :waves, String,
-                desc: N_('Canary count, then cumulative percentages or counts, ending at 100%, e.g. "1, 5%, 25%, 100%"')
+                desc: N_('Canary count, then cumulative percentages or counts up to 100%%, e.g. "1, 5%%, 25%%, 100%%"')
           param :failure_threshold, :number, desc: N_('Failed hosts allowed per wave, percent of the wave (0-100)')
           param :wave_timeout, :number, desc: N_('Seconds a wave waits for reports (60-604800)')
           param :promotion, %w[automatic approved], desc: N_('Start the next wave by itself, or after an approval')
