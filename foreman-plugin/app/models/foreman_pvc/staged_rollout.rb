@@ -10,6 +10,10 @@ module ForemanPvc
     # Inside Foreman: permission filters and the search bar.
     include ::Authorizable if defined?(::Authorizable)
     if respond_to?(:scoped_search)
+      # The API lists newest first (order "id DESC"); scoped_search refuses
+      # to order by a field it does not know.
+      scoped_search on: :id, complete_enabled: false, only_explicit: true,
+                    validator: ::ScopedSearch::Validators::INTEGER
       scoped_search on: :name, complete_value: true
       scoped_search on: :state, complete_value: { draft: 'draft', running: 'running', paused: 'paused',
                                                   completed: 'completed', aborted: 'aborted' }
