@@ -27,11 +27,13 @@ module ForemanPvc
       Rails.logger.warn "ForemanPvc: skipping engine hook: #{e}"
     end
 
-    # Start the periodic tick once Foreman's job world (Dynflow) is up.
+    # Start the periodic tick once Foreman's job executor (Dynflow) is up.
+    # Executor worlds only, as Foreman's own periodic jobs: every web
+    # worker's client world would schedule one more copy.
     initializer 'foreman_pvc.tick', after: :finisher_hook do
       next unless defined?(::Foreman::Application) && ::Foreman::Application.respond_to?(:dynflow)
 
-      ::Foreman::Application.dynflow.config.on_init(false) do |world|
+      ::Foreman::Application.dynflow.config.on_init do |world|
         ForemanPvc::RolloutTickJob.spawn_if_missing(world)
       end
     end

@@ -18,7 +18,7 @@ end
 namespace :foreman_pvc do
   desc 'Advance running rollouts once (what the periodic job does every minute)'
   task tick: :environment do
-    ForemanPvc::RolloutTickJob.perform_now
+    ForemanPvc::RolloutTickJob.advance_all
   end
 end
 

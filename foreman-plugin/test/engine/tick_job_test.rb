@@ -31,4 +31,19 @@ class TickJobTest < ActiveJob::TestCase
     assert_enqueued_with(job: ForemanPvc::RolloutTickJob) { ForemanPvc::RolloutTickJob.perform_now }
     assert_equal %w[broken web], @ticked.sort
   end
+
+  # `rake foreman_pvc:tick` runs outside Foreman's job executor, where
+  # scheduling the next run raises.
+  test 'advance_all ticks the running rollouts once and schedules nothing' do
+    rollout('web', 'running')
+    rollout('db', 'paused')
+    assert_no_enqueued_jobs { ForemanPvc::RolloutTickJob.advance_all }
+    assert_equal %w[web], @ticked
+  end
+
+  test 'the rake task advances without scheduling' do
+    task = File.read(ForemanPvc::Engine.root.join('lib/tasks/foreman_pvc_tasks.rake'))
+    assert_match(/RolloutTickJob\.advance_all/, task)
+    refute_match(/perform_now|perform_later/, task)
+  end
 end

@@ -14,6 +14,15 @@ module ForemanPvc
     }
 
     def perform
+      self.class.advance_all
+    ensure
+      self.class.set(wait: INTERVAL.seconds).perform_later
+    end
+
+    # One pass over the running rollouts, without scheduling the next:
+    # what `rake foreman_pvc:tick` runs (a rake process has no Dynflow
+    # world to schedule on).
+    def self.advance_all
       StagedRollout.where(state: 'running').find_each do |rollout|
         runner_factory.call(rollout).tick!
       rescue StandardError => e
@@ -21,8 +30,6 @@ module ForemanPvc
         # not stop the others from advancing.
         Rails.logger.error("foreman_pvc: rollout #{rollout.id} (#{rollout.name}): #{e.class}: #{e.message}")
       end
-    ensure
-      self.class.set(wait: INTERVAL.seconds).perform_later
     end
 
     def humanized_name
