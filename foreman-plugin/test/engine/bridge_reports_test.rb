@@ -55,6 +55,16 @@ class BridgeReportsTest < ActiveSupport::TestCase
     assert_equal({ 'a.example.com' => T0 + 60 }, seen.transform_values(&:utc))
   end
 
+  test "an agent's run report is contact too, the later of the two counts" do
+    id = BridgeSchema.report!(@connection, certname: 'r.example.com', started: T0)
+    received = @connection.select_value('SELECT received FROM pvc.reports WHERE id = $1', 'received', [id])
+    received = Time.parse(received) if received.is_a?(String)
+    BridgeSchema.checkin!(@connection, 'b.example.com', received + 3600)
+    BridgeSchema.report!(@connection, certname: 'b.example.com', started: T0)
+    seen = @reports.last_seen(%w[r.example.com b.example.com never.example.com]).transform_values(&:utc)
+    assert_equal({ 'r.example.com' => received.utc, 'b.example.com' => received.utc + 3600 }, seen)
+  end
+
   test 'names are passed as data, whatever they contain' do
     odd = %(x",y\\z'; DROP TABLE hosts; --)
     BridgeSchema.report!(@connection, certname: odd, started: T0 + 1)

@@ -29,12 +29,19 @@ module ForemanPvc
         rows.map { |row| report(row) }.group_by(&:host)
       end
 
-      # { certname => Time } of each host's last facts or report upload.
+      # { certname => Time } of each host's last contact: a facts or config
+      # report upload (the check-ins), or a run report from its agent. The
+      # agent's /report is no check-in for the bridge, yet proves the host
+      # is there.
       def last_seen(certnames)
         return {} if certnames.empty?
 
-        rows = @connection.select_rows(<<~SQL.squish, 'pvc checkins', [array(certnames)])
-          SELECT certname, last_at FROM pvc.checkins WHERE certname = ANY($1::text[])
+        rows = @connection.select_rows(<<~SQL.squish, 'pvc last contact', [array(certnames)])
+          SELECT certname, max(at) FROM (
+            SELECT certname, last_at AS at FROM pvc.checkins WHERE certname = ANY($1::text[])
+            UNION ALL
+            SELECT certname, max(received) FROM pvc.reports WHERE certname = ANY($1::text[]) GROUP BY certname
+          ) contacts GROUP BY certname
         SQL
         rows.to_h.transform_values { |at| time(at) }
       end
