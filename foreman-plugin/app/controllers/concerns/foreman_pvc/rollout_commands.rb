@@ -17,6 +17,13 @@ module ForemanPvc
       'rollouts'
     end
 
+    # Foreman guesses the model from the controller's name (PvcRollout,
+    # Rollout), and its API answers a missing record by comparing with this
+    # class: without it every 404 became a 500.
+    def resource_class
+      StagedRollout
+    end
+
     private
 
     def find_rollout
