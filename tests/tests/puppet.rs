@@ -61,6 +61,8 @@ const JRUBIES: u32 = 2;
 /// API says: a different number, so that the source is visible.
 const STATIC_JRUBIES: u32 = 6;
 const TARGET_UTILIZATION: f64 = 0.8;
+/// The tampered host's poll interval during the tamper phases.
+const POLL_SECS: u64 = 60;
 /// The whole test, phases and teardown aside.
 const OVERALL: Duration = Duration::from_secs(540);
 
@@ -344,6 +346,28 @@ async fn run(dir: &Path, teardown: &mut Teardown, started: Instant) -> anyhow::R
     // ---------------------------------------------------------------- 6
     phase(6, "tampered files restored by a forced full run", started);
     let tampered = &world.nodes[1];
+    // The production poll interval from here on (the phases above needed a
+    // short one for their runs): a restore must not wait for a poll.
+    world
+        .set_host_parameter(&tampered.certname, &[("pvc_check_interval", "60")])
+        .await?;
+    world
+        .eventually(
+            "the 60 s poll interval in the bridge's answer",
+            60,
+            || async {
+                let explanation = world.explain(&tampered.certname).await?;
+                let interval = explanation
+                    .pointer("/host/check_interval")
+                    .and_then(Value::as_u64);
+                Ok((interval == Some(POLL_SECS)).then_some(()))
+            },
+        )
+        .await?;
+    // The agent's current wait still follows the short interval; its next
+    // poll learns the long one.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    eprintln!("  {}: polls every {POLL_SECS} s", tampered.certname);
     let full = world.tamper_and_restore(tampered, "full").await?;
     eprintln!(
         "tamper-to-restore: {:.1} s (full run, server capacity)",
@@ -690,20 +714,34 @@ impl World {
         Ok(serde_json::to_value(yaml)?)
     }
 
-    /// Whether the bridge has a run of `host` in progress (granted, not yet
-    /// reported): `/admin/explain`.
-    async fn run_in_progress(&self, host: &str) -> anyhow::Result<bool> {
+    /// `GET /admin/explain/<host>`: what decides the host's next answer.
+    async fn explain(&self, host: &str) -> anyhow::Result<Value> {
         let response = self
             .http
             .get(format!("{}/admin/explain/{host}", self.base))
             .bearer_auth(&self.admin_token)
             .send()
             .await?;
-        let explanation: Value = response.error_for_status()?.json().await?;
-        explanation
+        Ok(response.error_for_status()?.json().await?)
+    }
+
+    /// Whether the bridge has a run of `host` in progress (granted, not yet
+    /// reported), would grant one now, or will within 10 s.
+    async fn busy_soon(&self, host: &str) -> anyhow::Result<bool> {
+        let explanation = self.explain(host).await?;
+        let in_progress = explanation
             .pointer("/schedule/run_in_progress")
             .and_then(Value::as_bool)
-            .with_context(|| format!("no run_in_progress in {explanation}"))
+            .with_context(|| format!("no run_in_progress in {explanation}"))?;
+        let grant_now = explanation
+            .pointer("/schedule/decision_now/run")
+            .is_some_and(|run| !run.is_null());
+        // null: never (no capacity, an infinite wait in JSON).
+        let due_in = explanation
+            .pointer("/schedule/next_due_in_secs")
+            .map(|v| v.as_f64().unwrap_or(f64::INFINITY))
+            .with_context(|| format!("no next_due_in_secs in {explanation}"))?;
+        Ok(in_progress || grant_now || due_in < 10.0)
     }
 
     /// Asks for runs of `hosts` within `secs` (`POST /admin/converge`).
@@ -862,13 +900,13 @@ impl World {
     /// file-change run of `mode`.
     async fn tamper_and_restore(&self, node: &Node, mode: &str) -> anyhow::Result<Restore> {
         let lock = node.dir.join("var/state/agent_catalog_run.lock");
-        // Between runs (none granted, no Puppet running), so that nothing
-        // but pvc-agent's forced run restores.
+        // Between runs (none granted, no Puppet running, none due soon), so
+        // that nothing but pvc-agent's forced run restores.
         let mut idle_since = None;
-        self.eventually(&format!("{} between runs", node.certname), 120, || {
+        self.eventually(&format!("{} between runs", node.certname), 150, || {
             let busy = lock.exists();
             let now = Instant::now();
-            let granted = self.run_in_progress(&node.certname);
+            let granted = self.busy_soon(&node.certname);
             let idle = match (busy, idle_since) {
                 (true, _) => {
                     idle_since = None;
