@@ -5,14 +5,16 @@ PG_DIR ?= .demo/pg
 .PHONY: test deny deps demo bench bench-host bench-facts bench-agent bench-changes pg-up pg-down
 
 ## test: formatting, lints, the supply-chain check (cargo deny), every
-## crate's tests, then the Foreman plugin's (installs PostgreSQL 15, cargo-deny
-## and Debian's ruby/rails packages if missing)
+## crate's tests, then the Foreman plugin's and the Helm chart's (installs
+## PostgreSQL 15, cargo-deny, Debian's ruby/rails, helm and the Kubernetes
+## schemas if missing)
 test: deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	bash scripts/deny.sh
 	bash scripts/test.sh
 	bash foreman-plugin/test.sh
+	bash helm/test.sh
 
 ## deny: the supply-chain check alone (deny.toml; docs/supply-chain.md)
 deny:

@@ -2,7 +2,8 @@
 # Installs what the tests and the demo need and a fresh Debian 12 machine
 # lacks: PostgreSQL 15 binaries, make, gzip, a C compiler, curl, git (the
 # audit trail writes with `git fast-import`), the DejaVu font (text of the
-# simulation's chart); with PUPPET=1 also Debian's puppetserver,
+# simulation's chart), unzip, openssl, npm and python3-venv (the Helm
+# chart's test); with PUPPET=1 also Debian's puppetserver,
 # puppet-agent and facter (the end-to-end suite, `PUPPET=1 make demo`).
 # Installs nothing when all is present; needs root only when it must install.
 set -euo pipefail
@@ -16,6 +17,12 @@ command -v cc >/dev/null || missing+=(build-essential)
 command -v curl >/dev/null || missing+=(curl)
 command -v git >/dev/null || missing+=(git)
 [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing+=(fonts-dejavu-core)
+# The chart's test (helm/test.sh): helm comes from the npm registry, the
+# Kubernetes schemas from PyPI, a throwaway CA from openssl.
+command -v unzip >/dev/null || missing+=(unzip)
+command -v openssl >/dev/null || missing+=(openssl)
+command -v npm >/dev/null || missing+=(nodejs npm)
+python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
 if [ "${PUPPET:-0}" = 1 ]; then
   # The packages' postinst cannot start the service here (no systemd,
   # policy-rc.d below): the tests start puppetserver themselves.
@@ -25,7 +32,7 @@ if [ "${PUPPET:-0}" = 1 ]; then
 fi
 
 if [ ${#missing[@]} -eq 0 ]; then
-  echo "install-deps: nothing to install (postgresql-15, make, gzip, cc, curl, git, fonts-dejavu-core$([ "${PUPPET:-0}" = 1 ] && echo ", puppetserver, puppet-agent, facter") present)"
+  echo "install-deps: nothing to install (postgresql-15, make, gzip, cc, curl, git, fonts-dejavu-core, unzip, openssl, npm, python3-venv$([ "${PUPPET:-0}" = 1 ] && echo ", puppetserver, puppet-agent, facter") present)"
   exit 0
 fi
 if [ "$(id -u)" -ne 0 ]; then

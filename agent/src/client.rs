@@ -97,7 +97,9 @@ impl BridgeClient {
             .map_err(unreachable)?;
         let status = response.status().as_u16();
         let body = response.bytes().await.map_err(unreachable)?;
-        host_answer(status, &body)
+        let decision = host_answer(status, &body)?;
+        warn_if_newer(decision.protocol);
+        Ok(decision)
     }
 
     /// POST report_endpoint?fqdn=<certname>, Content-Type: application/json
@@ -194,6 +196,14 @@ fn read(path: &Path, what: &str) -> Result<Vec<u8>, ClientError> {
 fn build(tls: Option<&TlsFiles>) -> Result<reqwest::Client, ClientError> {
     let mut builder = reqwest::Client::builder()
         .user_agent(concat!("pvc-agent/", env!("CARGO_PKG_VERSION")))
+        .default_headers(
+            [(
+                reqwest::header::HeaderName::from_static(decision::PROTOCOL_HEADER),
+                reqwest::header::HeaderValue::from(decision::PROTOCOL),
+            )]
+            .into_iter()
+            .collect(),
+        )
         .timeout(REQUEST_TIMEOUT)
         .connect_timeout(CONNECT_TIMEOUT)
         // A redirect would move a report or the node's facts elsewhere.
@@ -269,6 +279,21 @@ fn host_url(endpoint: &str, certname: &str, changed: &[PathBuf]) -> Result<Url, 
             .append_pair("files", &files);
     }
     Ok(url)
+}
+
+/// A bridge speaking a newer protocol may mean something this agent does
+/// not read: said once per process, as every poll would repeat it.
+fn warn_if_newer(protocol: Option<u32>) {
+    static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if let Some(v) = protocol.filter(|v| *v > decision::PROTOCOL) {
+        if !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            tracing::warn!(
+                bridge = v,
+                agent = decision::PROTOCOL,
+                "the bridge speaks a newer agent protocol: upgrade pvc-agent (docs/upgrading.md)"
+            );
+        }
+    }
 }
 
 /// A `/host` answer → a decision or an error. The bridge refuses with a 4xx

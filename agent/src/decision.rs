@@ -38,12 +38,23 @@ pub struct RunGrant {
     pub server: Option<String>,
 }
 
+/// The agent protocol this agent speaks: sent with every request
+/// ([`PROTOCOL_HEADER`]); the bridge answers with its own in
+/// `PVC_PROTOCOL` (docs/upgrading.md).
+pub const PROTOCOL: u32 = 1;
+
+/// The request header carrying [`PROTOCOL`].
+pub const PROTOCOL_HEADER: &str = "x-pvc-protocol";
+
 /// What the bridge decided for this poll.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision {
     /// `PVC_RETURN`: 0, or the bridge's error code (then `error` says why
     /// and nothing is granted).
     pub code: u32,
+    /// `PVC_PROTOCOL`: the bridge's protocol version; `None` from a bridge
+    /// that predates it.
+    pub protocol: Option<u32>,
     pub run: Option<RunGrant>,
     /// `PVC_FACT_RUN`: upload facts now.
     pub fact_run: bool,
@@ -122,6 +133,14 @@ fn from_map(map: &Map<String, Value>) -> Result<Decision, DecisionError> {
         value: code_text.into(),
         expected: "a number",
     })?;
+    let protocol = match text(map, "PVC_PROTOCOL")? {
+        None => None,
+        Some(v) => Some(v.parse::<u32>().map_err(|_| DecisionError::Bad {
+            key: "PVC_PROTOCOL",
+            value: v.into(),
+            expected: "a version number",
+        })?),
+    };
     let interval_text = text(map, "PVC_CHECK_INTERVAL")?.unwrap_or("60");
     let secs: u64 = interval_text.parse().map_err(|_| DecisionError::Bad {
         key: "PVC_CHECK_INTERVAL",
@@ -174,6 +193,7 @@ fn from_map(map: &Map<String, Value>) -> Result<Decision, DecisionError> {
     }
     Ok(Decision {
         code,
+        protocol,
         run,
         fact_run: code == 0 && flag(map, "PVC_FACT_RUN")?,
         check_interval,
@@ -220,6 +240,27 @@ mod tests {
                 ("FACTER_X".into(), "a'b".into())
             ]
         );
+    }
+
+    #[test]
+    fn the_bridges_protocol_version_is_read_when_given() {
+        let version = |body: &[u8]| parse(body).map(|d| d.protocol);
+        assert_eq!(version(br#"{"PVC_RETURN":"0"}"#), Ok(None));
+        assert_eq!(
+            version(br#"{"PVC_RETURN":"0","PVC_PROTOCOL":"1"}"#),
+            Ok(Some(1))
+        );
+        assert_eq!(
+            version(br#"{"PVC_RETURN":"0","PVC_PROTOCOL":"7"}"#),
+            Ok(Some(7))
+        );
+        assert!(matches!(
+            version(br#"{"PVC_RETURN":"0","PVC_PROTOCOL":"v1"}"#),
+            Err(DecisionError::Bad {
+                key: "PVC_PROTOCOL",
+                ..
+            })
+        ));
     }
 
     #[test]

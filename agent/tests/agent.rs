@@ -91,6 +91,14 @@ async fn a_granted_run_has_the_flags_server_and_facter_env_and_its_report_the_ru
         Some(serde_json::json!(1)),
         "the summary's resources"
     );
+    // Both polls declared the agent's protocol version.
+    let declared = &bridge.bridge.runs.stats.polls_protocol;
+    let current = declared[1].load(std::sync::atomic::Ordering::Relaxed);
+    let others: u64 = [0, 2, 3]
+        .iter()
+        .map(|&i| declared[i].load(std::sync::atomic::Ordering::Relaxed))
+        .sum();
+    assert_eq!((current, others), (2, 0), "polls by declared protocol");
     bridge.stop().await;
 }
 

@@ -265,7 +265,7 @@ fn render_runs(state: &AppState, out: &mut String) {
         &'static str,
         Vec<(&'static str, u64)>,
     );
-    let labelled: [Labelled; 4] = [
+    let labelled: [Labelled; 5] = [
         (
             "pvc_bridge_polls_total",
             "Agent polls of /host, by trigger.",
@@ -276,6 +276,17 @@ fn render_runs(state: &AppState, out: &mut String) {
                     relaxed(&runs.polls) - relaxed(&runs.polls_file_change),
                 ),
                 ("file_change", relaxed(&runs.polls_file_change)),
+            ],
+        ),
+        (
+            "pvc_bridge_polls_by_protocol_total",
+            "Agent polls by the protocol version the agent declared (none: the original agent).",
+            "protocol",
+            vec![
+                ("none", relaxed(&runs.polls_protocol[0])),
+                ("current", relaxed(&runs.polls_protocol[1])),
+                ("older", relaxed(&runs.polls_protocol[2])),
+                ("newer", relaxed(&runs.polls_protocol[3])),
             ],
         ),
         (

@@ -101,12 +101,31 @@ pub(super) fn refusal_response(
     answer_response(req, status, &runs::refusal(code, message, 60))
 }
 
+/// Which agents poll, by the protocol version they declare, so an upgrade
+/// shows when every agent speaks this bridge's protocol.
+fn count_protocol(stats: &runs::RunStats, req: &HttpRequest) {
+    let declared = req
+        .headers()
+        .get(runs::PROTOCOL_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.trim().parse::<u32>());
+    let slot = match declared {
+        None => 0,
+        Some(Ok(v)) if v == runs::PROTOCOL => 1,
+        Some(Ok(v)) if v < runs::PROTOCOL => 2,
+        // Newer, or not a number: an agent this bridge does not know.
+        Some(_) => 3,
+    };
+    stats.polls_protocol[slot].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
 async fn host(
     state: web::Data<AppState>,
     req: HttpRequest,
     fqdn: String,
     query: HostQuery,
 ) -> HttpResponse {
+    count_protocol(&state.runs.stats, &req);
     let certname: Certname = match fqdn.parse() {
         Ok(c) => c,
         Err(e) => return refuse(&req, 400, 64, &format!("fqdn: {e}")),

@@ -5,6 +5,17 @@ use crate::schedule::Reason;
 
 use super::PollAnswer;
 
+/// The version of the agent protocol this bridge speaks, sent as
+/// `PVC_PROTOCOL` in every answer; agents send theirs as
+/// [`PROTOCOL_HEADER`]. Raised only for a change an older agent would
+/// misread (docs/upgrading.md); new keys alone do not raise it, as agents
+/// ignore keys they do not know.
+pub const PROTOCOL: u32 = 1;
+
+/// The request header carrying the agent's protocol version (the original
+/// agent sends none).
+pub const PROTOCOL_HEADER: &str = "x-pvc-protocol";
+
 fn key(name: &'static str) -> AnswerKey {
     name.parse().expect("built-in keys are valid")
 }
@@ -14,6 +25,7 @@ pub fn render(answer: &PollAnswer) -> Answer {
     let decision = &answer.decision;
     let mut out = Answer::new();
     out.push(key("PVC_RETURN"), "0");
+    out.push(key("PVC_PROTOCOL"), PROTOCOL.to_string());
     let run = decision.run.as_ref();
     out.push(key("PVC_RUN"), if run.is_some() { "1" } else { "0" });
     if let Some(grant) = run {
@@ -42,6 +54,7 @@ pub fn render(answer: &PollAnswer) -> Answer {
 pub fn refusal(code: u8, message: &str, check_interval: u32) -> Answer {
     let mut out = Answer::new();
     out.push(key("PVC_RETURN"), code.to_string());
+    out.push(key("PVC_PROTOCOL"), PROTOCOL.to_string());
     out.push(key("PVC_RUN"), "0");
     out.push(key("PVC_FACT_RUN"), "0");
     out.push(key("PVC_CHECK_INTERVAL"), check_interval.to_string());

@@ -8,7 +8,7 @@
 mod answer;
 mod report;
 
-pub use answer::{refusal, render};
+pub use answer::{refusal, render, PROTOCOL, PROTOCOL_HEADER};
 pub use report::{parse_report, ReportInput, ReportParseError};
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -55,6 +55,9 @@ pub struct RunStats {
     pub hosts_reloaded: AtomicU64,
     pub polls: AtomicU64,
     pub polls_file_change: AtomicU64,
+    /// Polls by the agent protocol they declared: none (the original
+    /// agent), this bridge's, an older or a newer one.
+    pub polls_protocol: [AtomicU64; 4],
     pub unknown_hosts: AtomicU64,
     pub granted_schedule: AtomicU64,
     pub granted_file_change: AtomicU64,

@@ -129,6 +129,27 @@ async fn host_answer_evaluates_to_exactly_foremans_values_in_sh() {
         .unwrap();
     assert_eq!(json["FACTER_MOTD"], hostile.as_str());
     assert_eq!(json["PVC_RETURN"], "0");
+    // Every answer names the protocol; polls are counted by the one the
+    // agent declares (none from the original agent, as above).
+    assert_eq!(json["PVC_PROTOCOL"], pvc_bridge::runs::PROTOCOL.to_string());
+    assert_eq!(value_of(&body, "PVC_PROTOCOL"), "1");
+    for declared in ["1", "0", "99"] {
+        let status = bridge
+            .http
+            .get(format!("{}/host?fqdn={host}", bridge.base))
+            .header(pvc_bridge::runs::PROTOCOL_HEADER, declared)
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, 200);
+    }
+    let (_, _, metrics) = bridge.get("/metrics").await;
+    for (protocol, polls) in [("none", 2), ("current", 1), ("older", 1), ("newer", 1)] {
+        let series =
+            format!("pvc_bridge_polls_by_protocol_total{{protocol=\"{protocol}\"}} {polls}");
+        assert!(metrics.contains(&series), "{series} missing from {metrics}");
+    }
     bridge.stop().await;
 }
 
