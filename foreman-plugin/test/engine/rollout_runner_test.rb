@@ -160,6 +160,40 @@ class RolloutRunnerTest < ActiveSupport::TestCase
     assert_equal 'pending', wave.wave_hosts.first.reload.outcome
   end
 
+  test 'hosts whose converged run came too early are asked for again once the bridge is done' do
+    r = rollout(promotion: 'approved')
+    runner(r).start!
+    wave = r.wave_records.first
+    host = wave.wave_hosts.first.hostname
+    assert_equal [[[host], 1800]], @bridge.requests
+    # the bridge ran it 3 s after the flag, inside the settle window
+    BridgeSchema.report!(@connection, certname: host, started: wave.flag_set_at + 3)
+    @clock.advance(5)
+    @bridge.done = true
+    assert_predicate runner(r).tick!, :wait?
+    assert_equal 1, @bridge.requests.size, 'not before the settle window is over'
+    @clock.advance(60)
+    @bridge.done = false
+    assert_predicate runner(r).tick!, :wait?
+    assert_equal 1, @bridge.requests.size, 'not while the request is still running'
+    @bridge.done = true
+    assert_predicate runner(r).tick!, :wait?
+    assert_equal [[host], (3600 - 65) / 2], @bridge.requests.last, 'half the time left to the wave timeout'
+    assert_equal 2, wave.reload.converge_id
+    report_wave(r, 0)
+    assert_predicate runner(r).tick!, :pass?
+    assert_equal 2, @bridge.requests.size
+  end
+
+  test 'asked again near the wave timeout, the bridge gets half the time left' do
+    r = rollout
+    runner(r).start!
+    @bridge.done = true
+    @clock.advance(3000)
+    runner(r).tick!
+    assert_equal 300, @bridge.requests.last.last
+  end
+
   test 'a wave timeout turns silent hosts into failures and pauses' do
     r = rollout
     runner(r).start!

@@ -43,12 +43,21 @@ module Fakes
   # or fails like an unreachable bridge.
   class Bridge
     attr_reader :requests
-    attr_accessor :unknown, :failure
+    attr_accessor :unknown, :failure, :done
 
     def initialize
       @requests = []
       @unknown = []
       @failure = nil
+      @done = false
+    end
+
+    # Every request is done or none is, as the test says.
+    def converge_progress(id)
+      raise ForemanPvc::Adapters::BridgeClient::Error, failure if failure
+      return nil unless id.between?(1, @requests.size)
+
+      { 'id' => id, 'done' => done }
     end
 
     def converge(certnames, within_secs:)

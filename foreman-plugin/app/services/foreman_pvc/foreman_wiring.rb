@@ -37,6 +37,7 @@ module ForemanPvc
       def converge(*)
         raise Adapters::BridgeClient::Error, "#{message} (Administer > Settings > Rollouts)"
       end
+      alias_method :converge_progress, :converge
     end
   end
 end

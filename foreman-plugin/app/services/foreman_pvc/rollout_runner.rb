@@ -10,6 +10,7 @@ module ForemanPvc
   #   directory.resolve(search)          -> [#id, #name]
   #   flags.set(ids, name, value) / flags.remove(ids, name)
   #   bridge.converge(certnames, within_secs:) -> #id, #unknown_hosts
+  #   bridge.converge_progress(id) -> {"done" => bool, …} or nil
   #   reports: see WaveObserver
   class RolloutRunner
     class Error < StandardError; end
@@ -26,6 +27,8 @@ module ForemanPvc
       @flags = ports.flags
       @bridge = ports.bridge
       @observer = WaveObserver.new(ports.reports, evidence)
+      settle = evidence.fetch(:settle_secs, Rollout::Evidence::DEFAULT_SETTLE_SECS)
+      @reconverger = WaveReconverger.new(rollout, bridge: ports.bridge, settle_secs: settle)
       @clock = clock
     end
 
@@ -56,6 +59,8 @@ module ForemanPvc
         elsif decision.pass?
           wave.update!(state: 'passed', finished_at: now)
           advance!(wave, approved: false)
+        else
+          @reconverger.call(wave, now)
         end
         decision
       end
