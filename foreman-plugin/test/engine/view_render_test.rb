@@ -10,10 +10,15 @@ class ViewRenderTest < ActiveSupport::TestCase
 
   def render(template, assigns)
     view_class = ActionView::Base.with_empty_template_cache
-    view_class.include(ForemanPvc::Engine.routes.url_helpers, ForemanPvc::RolloutsHelper, ForemanViewStubs)
+    # Foreman's views get the route proxies of every mounted engine
+    # (foreman_pvc); the stubs' main_app comes first.
+    view_class.include(ForemanPvc::Engine.routes.url_helpers, ForemanPvc::RolloutsHelper, ForemanViewStubs,
+                       Rails.application.routes.mounted_helpers)
     lookup = ActionView::LookupContext.new([ForemanPvc::Engine.root.join('app/views').to_s])
     @view = view_class.new(lookup, assigns, nil)
     @view.define_singleton_method(:protect_against_forgery?) { false }
+    # No controller here: the route proxies take the view as their context.
+    @view.define_singleton_method(:_routes_context) { self }
     @view.render(template: template)
   end
 
@@ -58,7 +63,7 @@ class ViewRenderTest < ActiveSupport::TestCase
     assert_includes html, %(href="/foreman_pvc/rollouts/#{r.id}">ntp-v2</a>)
     assert_includes html, 'label-warning'
     assert_equal 'Rollouts', @view.page_title
-    assert_includes @view.title_actions_given.join, '/stub/foreman_pvc/rollouts/new'
+    assert_includes @view.title_actions_given.join, 'href="/foreman_pvc/rollouts/new"'
   end
 
   test 'new: the defaults filled in, and every error listed' do

@@ -12,6 +12,14 @@ module ForemanViewStubs
     def config_reports_path(search:)
       "/config_reports?search=#{CGI.escape(search)}"
     end
+
+    # Foreman's own routes know none of the plugin's pages.
+    def url_for(options)
+      raise ActionController::UrlGenerationError, "No route matches #{options.inspect}" \
+        if options[:controller].to_s.start_with?('foreman_pvc/')
+
+      "/#{options[:controller]}/#{options[:action]}"
+    end
   end
 
   attr_reader :page_title, :title_actions_given
@@ -44,8 +52,17 @@ module ForemanViewStubs
     tag.div("#{collection.size} entries", class: 'pagination')
   end
 
-  def link_to_if_authorized(name, options, html_options = {})
-    link_to(name, "/stub/#{options[:controller]}/#{options[:action]}", html_options) if authorized_for(options)
+  # As Foreman's: the URL comes from main_app unless an engine is named.
+  def link_to_if_authorized(name, options = {}, html_options = {})
+    engine = options.delete(:engine) || main_app
+    link_to(name, engine.url_for(options.reverse_merge(only_path: true)), html_options) if authorized_for(options)
+  end
+
+  # Foreman's OperatingsystemsHelper#label, which every page gets (helper
+  # :all): it hides ActionView's label(object, method, text), so a form
+  # builder's f.label breaks inside Foreman.
+  def label(record)
+    record.to_s
   end
 
   def authorized_for(_options)
