@@ -415,8 +415,12 @@ async fn run(dir: &Path, teardown: &mut Teardown, started: Instant) -> anyhow::R
         load.samples, load.failed_samples, load.jrubies_min, load.jrubies_max, load.borrow_count
     );
     eprintln!(
-        "  compile load: at most {} catalog compiles holding a JRuby, {} holding or waiting, {} borrows of any kind; {} samples with a compile in flight",
-        load.max_compiles, load.max_compile_demand, load.max_borrowed, load.samples_with_compile
+        "  compile load: at most {} catalog compiles holding a JRuby, {} holding or waiting, {} borrows of any kind; {} samples with a compile in flight; average wait for a JRuby at most {} ms",
+        load.max_compiles,
+        load.max_compile_demand,
+        load.max_borrowed,
+        load.samples_with_compile,
+        load.max_average_wait_ms
     );
     eprintln!(
         "  bridge budget: {bridge_jrubies} JRubies (now {jrubies_now}), target {:.1} busy (utilisation {TARGET_UTILIZATION}), measured utilisation {utilization:.3}, run cost {cost:.2} JRuby-s, admissible rate {rate:.3} runs/s (0 while the status link is cut)",

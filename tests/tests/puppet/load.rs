@@ -29,6 +29,9 @@ pub struct Load {
     pub samples_with_compile: u64,
     /// `borrow-count` of the last sample.
     pub borrow_count: u64,
+    /// `average-wait-time` (ms to get a JRuby, puppetserver's decaying
+    /// mean), highest seen.
+    pub max_average_wait_ms: u64,
 }
 
 /// Catalog compiles among `instances` (a `borrowed-instances` or
@@ -74,6 +77,9 @@ impl Load {
         }
         if let Some(count) = metrics.get("borrow-count").and_then(Value::as_u64) {
             self.borrow_count = count;
+        }
+        if let Some(wait) = metrics.get("average-wait-time").and_then(Value::as_u64) {
+            self.max_average_wait_ms = self.max_average_wait_ms.max(wait);
         }
         Ok(())
     }
@@ -135,6 +141,7 @@ mod tests {
         let sample = serde_json::json!({"status": {"experimental": {"metrics": {
             "num-jrubies": 2,
             "borrow-count": 59,
+            "average-wait-time": 62,
             "borrowed-instances": [
                 {"reason": {"request": {"route-id": "puppet-v3-catalog-/*/"}}},
                 {"reason": {"request": {"route-id": "puppet-v3-file_content-/*/"}}}
@@ -151,6 +158,7 @@ mod tests {
         assert_eq!(load.max_borrowed, 2);
         assert_eq!(load.jrubies_max, Some(2));
         assert_eq!(load.borrow_count, 59);
+        assert_eq!(load.max_average_wait_ms, 62);
         assert!(load.add(&serde_json::json!({"status": {}})).is_err());
     }
 }
