@@ -5,7 +5,8 @@ PG_DIR ?= .demo/pg
 .PHONY: test deny deps demo bench bench-host bench-facts bench-agent bench-changes pg-up pg-down
 
 ## test: formatting, lints, the supply-chain check (cargo deny), every
-## crate's tests, then the Foreman plugin's and the Helm chart's (installs
+## crate's tests, every fuzz target for FUZZ_SECS (20 s), then the Foreman
+## plugin's and the Helm chart's tests (installs
 ## PostgreSQL 15, cargo-deny, Debian's ruby/rails, helm and the Kubernetes
 ## schemas if missing)
 test: deps
@@ -13,6 +14,7 @@ test: deps
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	bash scripts/deny.sh
 	bash scripts/test.sh
+	bash scripts/fuzz.sh
 	bash foreman-plugin/test.sh
 	bash helm/test.sh
 

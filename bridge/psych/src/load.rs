@@ -306,10 +306,12 @@ fn parse_first_document(text: &str) -> Result<Option<Node>, LoadError> {
 
 /// Ruby `YAML.safe_load` as Foreman calls it, then `deep_stringify_keys`.
 pub fn load(text: &str) -> Result<Value, LoadError> {
-    // libyaml-safer 0.3 panics (a `todo!`) where C libyaml accepts a tag
-    // directly followed by `,` in a flow collection (`[!x, 1]`); `load`
-    // must not panic, so that case becomes an error. This relies on the
-    // workspace's default panic=unwind; the panic hook still logs it.
+    // libyaml-safer 0.3 panics on some malformed input: a `todo!` where C
+    // libyaml accepts a tag directly followed by `,` in a flow collection
+    // (`[!x, 1]`), an unwrap on a double-quoted scalar ending in a
+    // backslash (`"\`, found by fuzzing). `load` must not panic, so these
+    // become errors. This relies on the workspace's panic=unwind (see the
+    // release profile); the panic hook still logs it.
     let parsed =
         catch_unwind(AssertUnwindSafe(|| parse_first_document(text))).unwrap_or_else(|_| {
             Err(LoadError::Unsupported {

@@ -51,7 +51,13 @@ const KNOWN_LIMITS: &[&str] = &["the YAML parser gave up", "recursive alias"];
 
 #[test]
 fn known_limits() {
-    for text in ["--- [!x, 1]\n", "--- &a [*a]\n", "--- &a {k: *a}\n"] {
+    for text in [
+        "--- [!x, 1]\n",
+        "--- &a [*a]\n",
+        "--- &a {k: *a}\n",
+        // Malformed (Ruby refuses it too): the scanner panics, `load` errs.
+        "--- \"\\",
+    ] {
         match load(text) {
             Err(LoadError::Unsupported { message, .. }) => {
                 assert!(

@@ -111,7 +111,8 @@ pub fn parse_jruby_metrics(body: &[u8]) -> Result<ServerSample, StatusError> {
             let name = string(name, "service_name")?;
             if name != "jruby-metrics" {
                 return Err(StatusError::NotStatus(format!(
-                    "this is the status of {name:?}, not of \"jruby-metrics\""
+                    "this is the status of {:?}, not of \"jruby-metrics\"",
+                    clip(name, 40)
                 )));
             }
         }

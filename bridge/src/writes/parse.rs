@@ -21,14 +21,16 @@ pub struct FactUpload {
     pub facts: Map<String, Value>,
 }
 
-/// `fqdn` (legacy fact), else `networking.fqdn`, else the certname.
+/// `fqdn` (legacy fact), else `networking.fqdn`, else the certname. A
+/// value that is no valid host name (control characters, blanks, …) is
+/// passed over: it would become the host's name in Foreman.
 fn host_name(facts: &Map<String, Value>, certname: &Certname) -> String {
     facts
         .get("fqdn")
         .or_else(|| facts.get("networking").and_then(|n| n.get("fqdn")))
         .and_then(Value::as_str)
-        .filter(|s| !s.is_empty() && s.len() <= 255)
         .map(str::to_ascii_lowercase)
+        .filter(|s| s.parse::<Certname>().is_ok())
         .unwrap_or_else(|| certname.as_str().to_owned())
 }
 
@@ -223,6 +225,12 @@ mod tests {
         assert_eq!(upload.name, "web02.example.com");
         let upload = parse_facts_body("cert.example.com", b"{}").expect("json");
         assert_eq!(upload.name, "cert.example.com");
+        // No valid host name: the certname names the host instead.
+        for bad in [r#""web\u001b[31m.example.com""#, r#""a b.example.com""#, "\"\""] {
+            let body = format!(r#"{{"fqdn": {bad}}}"#);
+            let upload = parse_facts_body("cert.example.com", body.as_bytes()).expect("json");
+            assert_eq!(upload.name, "cert.example.com", "{bad}");
+        }
     }
 
     #[test]
