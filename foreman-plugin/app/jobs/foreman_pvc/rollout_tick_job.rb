@@ -10,7 +10,7 @@ module ForemanPvc
 
     # Builds a rollout's runner; replaced in the tests.
     class_attribute :runner_factory, default: lambda { |rollout|
-      ForemanWiring.runner(rollout, ::User.anonymous_admin)
+      ForemanWiring.runner(rollout, ForemanWiring.acting_user(rollout))
     }
 
     def perform

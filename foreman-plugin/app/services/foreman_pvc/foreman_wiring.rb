@@ -23,6 +23,17 @@ module ForemanPvc
                                  evidence: { offline_after_secs: Setting[:pvc_offline_after] })
     end
 
+    # Who the periodic job acts as for a rollout: the person who last
+    # started or resumed it, so the waves it starts by itself are written,
+    # checked (edit_hosts) and audited as that person's. Foreman's
+    # anonymous admin only when that user no longer exists.
+    def acting_user(rollout)
+      login = rollout.transitions.where(event: %w[start resume])
+                     .where.not(user_login: RolloutRunner::SYSTEM).last&.user_login
+      # unscoped: outside a request Foreman's default scope hides every user.
+      (login && ::User.unscoped.find_by(login: login)) || ::User.anonymous_admin
+    end
+
     # A bridge that is not configured yet must not block pausing or
     # aborting: its error shows on the wave that needed it.
     def bridge
