@@ -98,7 +98,8 @@ async fn real_puppet_under_pvc_agent_end_to_end() {
 /// Everything a phase needs.
 struct World {
     dir: PathBuf,
-    db: TestDb,
+    /// Held for the test's length: dropping it drops the database.
+    _db: TestDb,
     primary: tokio_postgres::Client,
     /// The bridge as puppetserver sees it: server certificate, admin token.
     http: reqwest::Client,
@@ -195,7 +196,7 @@ async fn run(dir: &Path, teardown: &mut Teardown, started: Instant) -> anyhow::R
     let primary = cluster::connect(&db.primary_url).await?;
     let mut world = World {
         dir: dir.to_owned(),
-        db,
+        _db: db,
         primary,
         http,
         base: bridge_url.clone(),
@@ -781,7 +782,6 @@ impl World {
             ensure!(rows == 1, "no host {host} in Foreman");
         }
         cluster::shared().wait_replica_caught_up().await?;
-        let _ = &self.db;
         Ok(())
     }
 
