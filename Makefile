@@ -2,14 +2,15 @@
 CARGO ?= cargo
 PG_DIR ?= .demo/pg
 
-.PHONY: test deny deps demo bench bench-host bench-facts bench-agent bench-changes pg-up pg-down
+.PHONY: test deps-test deny deps demo bench bench-host bench-facts bench-agent bench-changes pg-up pg-down
 
 ## test: formatting, lints, the supply-chain check (cargo deny), every
-## crate's tests, every fuzz target for FUZZ_SECS (20 s), then the Foreman
-## plugin's and the Helm chart's tests (installs
-## PostgreSQL 15, cargo-deny, Debian's ruby/rails, helm and the Kubernetes
-## schemas if missing)
-test: deps
+## crate's tests (the end-to-end suite with Debian's real puppetserver and
+## puppet agents among them), every fuzz target for FUZZ_SECS (20 s), then
+## the Foreman plugin's and the Helm chart's tests. Installs what is missing
+## (PostgreSQL 15, Puppet, cargo-deny, cargo-fuzz, Debian's ruby/rails, helm
+## and the Kubernetes schemas).
+test: deps-test
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	bash scripts/deny.sh
@@ -17,6 +18,9 @@ test: deps
 	bash scripts/fuzz.sh
 	bash foreman-plugin/test.sh
 	bash helm/test.sh
+
+deps-test:
+	PUPPET=1 bash scripts/install-deps.sh
 
 ## deny: the supply-chain check alone (deny.toml; docs/supply-chain.md)
 deny:
