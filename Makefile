@@ -2,7 +2,7 @@
 CARGO ?= cargo
 PG_DIR ?= .demo/pg
 
-.PHONY: test deps-test deny deps demo bench bench-host bench-facts bench-agent bench-changes pg-up pg-down
+.PHONY: test deps-test deny deps demo bench bench-host bench-facts bench-agent bench-changes bench-e2e pg-up pg-down
 
 ## test: formatting, lints, the supply-chain check (cargo deny), every
 ## crate's tests (the end-to-end suite with Debian's real puppetserver and
@@ -57,6 +57,10 @@ bench-agent:
 ## bench-changes: the change feed: its triggers' cost to Foreman's writes (pgbench, with and without), a change -> the ENC under read load; rewrites its section of docs/benchmarks.md
 bench-changes:
 	bash bench/changes.sh
+
+## bench-e2e: the real-Puppet suite once, as a measurement: tamper → restored, compile load; rewrites its section of docs/benchmarks.md (root)
+bench-e2e:
+	bash bench/e2e.sh
 
 ## pg-up: a PostgreSQL primary + streaming replica in $(PG_DIR) with database
 ## `foreman` loaded from the fixture; connection settings in $(PG_DIR)/env

@@ -17,6 +17,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import report_agent  # noqa: E402
 import report_changes  # noqa: E402
+import report_e2e  # noqa: E402
 import report_enc  # noqa: E402
 import report_facts  # noqa: E402
 import report_host  # noqa: E402
@@ -28,7 +29,7 @@ def main():
     # Runs from before the host benchmark have no `bench` fact: ENC.
     name = load_facts(run).get("bench", "enc")
     text, summary = {"enc": report_enc, "host": report_host, "facts": report_facts,
-                    "agent": report_agent, "changes": report_changes}[name].render(run)
+                    "agent": report_agent, "changes": report_changes, "e2e": report_e2e}[name].render(run)
     write_section(out_path, name, text)
     print(summary)
 
