@@ -58,13 +58,16 @@ cmd_install() {
 write_nsrun() {
   local bin=$1
   mkdir -p "$bin"
-  : >"$bin/empty-environ"
-  cat >"$bin/nsrun" <<'EOF'
+  [ -e "$bin/empty-environ" ] || : >"$bin/empty-environ"
+  # Written to a temporary file and renamed: another node's bootstrap may be
+  # running the current one ("Text file busy" when rewritten in place).
+  cat >"$bin/nsrun.$$" <<'EOF'
 #!/bin/sh
 if cat /proc/1/environ >/dev/null 2>&1; then exec "$@"; fi
 exec unshare --mount --propagation private sh -c 'mount --bind "$0" /proc/1/environ && exec "$@"' "$(dirname "$0")/empty-environ" "$@"
 EOF
-  chmod +x "$bin/nsrun"
+  chmod +x "$bin/nsrun.$$"
+  mv -f "$bin/nsrun.$$" "$bin/nsrun"
 }
 
 server_env() {
