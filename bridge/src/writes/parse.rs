@@ -226,7 +226,11 @@ mod tests {
         let upload = parse_facts_body("cert.example.com", b"{}").expect("json");
         assert_eq!(upload.name, "cert.example.com");
         // No valid host name: the certname names the host instead.
-        for bad in [r#""web\u001b[31m.example.com""#, r#""a b.example.com""#, "\"\""] {
+        for bad in [
+            r#""web\u001b[31m.example.com""#,
+            r#""a b.example.com""#,
+            "\"\"",
+        ] {
             let body = format!(r#"{{"fqdn": {bad}}}"#);
             let upload = parse_facts_body("cert.example.com", body.as_bytes()).expect("json");
             assert_eq!(upload.name, "cert.example.com", "{bad}");
