@@ -15,18 +15,9 @@ export PATH="$HOME/.cargo/bin:$PATH"
 . bench/lib.sh
 bench_init e2e
 fact bench e2e
-fact date "$(date -u '+%Y-%m-%d %H:%M UTC')"
-fact run_dir "$RUN_DIR"
-fact commit "$(git rev-parse --short HEAD)"
-fact dirty "$(git status --porcelain --untracked-files=no | awk '{ print $2 }' | paste -sd' ')"
-fact nproc "$(nproc)"
-fact cpu "$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)"
-fact ram_gib "$(awk '/^MemTotal:/ { printf "%.1f", $2 / 1048576 }' /proc/meminfo)"
-fact kernel "$(uname -r)"
-fact postgres "$(/usr/lib/postgresql/15/bin/postgres --version | awk '{ print $3 }')"
+machine_facts
 fact puppetserver "$(dpkg-query -W -f '${Version}' puppetserver 2>/dev/null || echo missing)"
 fact puppet_agent "$(dpkg-query -W -f '${Version}' puppet-agent 2>/dev/null || echo missing)"
-fact loadavg_start "$(cut -d' ' -f1-3 /proc/loadavg)"
 
 log "running the real-Puppet suite (2-5 minutes); its output: $RUN_DIR/suite.log"
 PUPPET=1 bash scripts/install-deps.sh >/dev/null

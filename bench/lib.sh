@@ -121,8 +121,9 @@ machine_facts() {
   fact cpu "$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)"
   fact ram_gib "$(awk '/^MemTotal:/ { printf "%.1f", $2 / 1048576 }' /proc/meminfo)"
   fact kernel "$(uname -r)"
-  fact postgres "$("$PSQL" --version | awk '{ print $3 }')"
-  fact oha "$("$OHA" --version)"
+  fact postgres "$("${PSQL:-/usr/lib/postgresql/15/bin/postgres}" --version | awk '{ print $3 }')"
+  # Benchmarks without an HTTP load (bench/e2e.sh) have no oha.
+  if [ -n "${OHA:-}" ]; then fact oha "$("$OHA" --version)"; fi
   fact loadavg_start "$(cut -d' ' -f1-3 /proc/loadavg)"
   local var
   for var in "$@"; do

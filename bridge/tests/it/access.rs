@@ -374,27 +374,6 @@ async fn plain_http_without_tokens_serves_node_but_never_the_admin_api() {
     bridge.stop().await;
 }
 
-/// Runs the built `pvc-bridge` with `args` and only `env` as configuration:
-/// (exit code, stdout, stderr).
-async fn run_cli(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_pvc-bridge"));
-    for (key, _) in std::env::vars() {
-        if key.starts_with("PVC_") {
-            command.env_remove(key);
-        }
-    }
-    command.args(args).envs(env.iter().copied());
-    let output = tokio::task::spawn_blocking(move || command.output())
-        .await
-        .expect("task")
-        .expect("running pvc-bridge");
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
-
 #[tokio::test]
 async fn explain_reaches_an_https_bridge_with_an_admin_certificate() {
     let ca = PuppetCa::new("Puppet CA: puppet.test").unwrap();
@@ -425,7 +404,7 @@ async fn explain_reaches_an_https_bridge_with_an_admin_certificate() {
     };
     let run = |args: Vec<String>| async move {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        run_cli(&args, &env).await
+        support::run_bridge_cli(&args, &env).await
     };
 
     let (code, out, err) = run(explain(&Some(&admin))).await;
@@ -455,12 +434,12 @@ async fn serve_refuses_plain_http_unless_asked_for() {
         "PVC_DATABASE__PRIMARY",
         "postgres://pvc@127.0.0.1:1/foreman",
     )];
-    let (code, out, err) = run_cli(&["check-config"], &env).await;
+    let (code, out, err) = support::run_bridge_cli(&["check-config"], &env).await;
     assert_eq!(code, 64, "{out}{err}");
     assert!(err.contains("plain_http = true"), "{err}");
-    let (code, _, err) = run_cli(&["serve"], &env).await;
+    let (code, _, err) = support::run_bridge_cli(&["serve"], &env).await;
     assert_eq!(code, 64, "{err}");
     let asked = [env[0], ("PVC_PLAIN_HTTP", "true")];
-    let (code, out, err) = run_cli(&["check-config"], &asked).await;
+    let (code, out, err) = support::run_bridge_cli(&["check-config"], &asked).await;
     assert_eq!(code, 0, "{out}{err}");
 }

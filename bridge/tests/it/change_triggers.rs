@@ -4,7 +4,6 @@
 //! drops columns; `migrate` is idempotent and reports renamed columns;
 //! pruning; and `migrate --uninstall` (library and CLI) removes everything.
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use pvc_bridge::changes::tables::{affects, Affects, Dep};
@@ -669,28 +668,16 @@ async fn pruning_removes_old_rows_and_records_how_far() {
 /// Runs the built `pvc-bridge` with `args` against `db`, the change feed
 /// owned by `role`: (exit code, stdout, stderr).
 async fn run_cli(db: &TestDb, role: &str, args: &[&str]) -> (i32, String, String) {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_pvc-bridge"));
-    // Only this test's configuration.
-    for (key, _) in std::env::vars() {
-        if key.starts_with("PVC_") {
-            command.env_remove(key);
-        }
-    }
-    command
-        .args(args)
-        .env("PVC_DATABASE__PRIMARY", &db.primary_url)
-        .env("PVC_DATABASE__REPLICAS", &db.replica_url)
-        .env("PVC_CHANGES__OWNER_ROLE", role)
-        .env("RUST_LOG", "warn");
-    let output = tokio::task::spawn_blocking(move || command.output())
-        .await
-        .expect("task")
-        .expect("running pvc-bridge");
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
+    crate::support::run_bridge_cli(
+        args,
+        &[
+            ("PVC_DATABASE__PRIMARY", &db.primary_url),
+            ("PVC_DATABASE__REPLICAS", &db.replica_url),
+            ("PVC_CHANGES__OWNER_ROLE", role),
+            ("RUST_LOG", "warn"),
+        ],
     )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

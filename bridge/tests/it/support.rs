@@ -299,3 +299,25 @@ pub fn https_client(
     }
     builder.build().expect("client")
 }
+
+/// Runs the built `pvc-bridge` with `args` and only `env` as its
+/// configuration (the test process's `PVC_*` variables removed): (exit
+/// code, stdout, stderr).
+pub async fn run_bridge_cli(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_pvc-bridge"));
+    for (key, _) in std::env::vars() {
+        if key.starts_with("PVC_") {
+            command.env_remove(key);
+        }
+    }
+    command.args(args).envs(env.iter().copied());
+    let output = tokio::task::spawn_blocking(move || command.output())
+        .await
+        .expect("task")
+        .expect("running pvc-bridge");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
