@@ -28,6 +28,7 @@ pub mod schedule;
 pub mod servers;
 pub mod simulate;
 pub mod spool;
+pub mod stats;
 pub mod store;
 pub mod tls;
 pub mod writes;
@@ -230,6 +231,7 @@ fn start(
     let access = actix_web::web::Data::from(Arc::clone(&bridge.access));
     let max_header =
         actix_web::web::Data::new(http::limits::MaxHeaderBytes(bridge.http.max_header_bytes));
+    let timings = actix_web::web::Data::new(http::timing::RequestTimings::default());
     let mut server = actix_web::HttpServer::new(move || {
         actix_web::App::new()
             .app_data(state.clone())
@@ -237,6 +239,7 @@ fn start(
             .app_data(uploads.clone())
             .app_data(access.clone())
             .app_data(max_header.clone())
+            .app_data(timings.clone())
             .app_data(actix_web::web::PayloadConfig::new(max_body))
             .app_data(
                 actix_web::web::PathConfig::default().error_handler(|err, _| {
@@ -250,6 +253,7 @@ fn start(
             )
             .configure(http::configure)
             .wrap(actix_web::middleware::from_fn(http::access::authorize))
+            .wrap(actix_web::middleware::from_fn(http::timing::time_request))
             // Outermost: an oversized head is refused before anything reads it.
             .wrap(actix_web::middleware::from_fn(http::limits::limit_head))
     })

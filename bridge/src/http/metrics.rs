@@ -6,12 +6,14 @@ use std::sync::atomic::Ordering;
 
 use actix_web::{web, HttpResponse};
 
+use super::timing::RequestTimings;
 use super::AppState;
 use crate::writes::Uploads;
 
 pub async fn render(
     state: web::Data<AppState>,
     uploads: Option<web::Data<Uploads>>,
+    timings: Option<web::Data<RequestTimings>>,
 ) -> HttpResponse {
     // moka updates its counts lazily; settle them so the gauges are exact.
     state.enc.sync().await;
@@ -130,9 +132,32 @@ pub async fn render(
     if let Some(audit) = crate::audit::metrics() {
         render_audit(&audit.snapshot(), &mut out);
     }
+    if let Some(timings) = timings {
+        render_request_durations(&timings, &mut out);
+    }
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(out)
+}
+
+/// Per-endpoint latency (`http::timing`): time to the response head, by
+/// route class and status class. This scrape is not in it yet: it is
+/// counted when its own answer is ready.
+fn render_request_durations(timings: &RequestTimings, out: &mut String) {
+    let _ = writeln!(
+        out,
+        "# HELP pvc_bridge_http_request_duration_seconds Time from a request's arrival to its \
+         response head, by route class and status class (2xx, 4xx, 5xx).\n\
+         # TYPE pvc_bridge_http_request_duration_seconds histogram"
+    );
+    for (route, status, snapshot) in timings.snapshot() {
+        crate::stats::histogram::write_series(
+            out,
+            "pvc_bridge_http_request_duration_seconds",
+            &format!("route=\"{route}\",status=\"{status}\""),
+            &snapshot,
+        );
+    }
 }
 
 /// Each replica as routing sees it (`store::health`), labelled `host:port`.

@@ -7,6 +7,7 @@ pub mod access;
 pub mod limits;
 mod metrics;
 mod runs;
+pub mod timing;
 mod writes;
 
 use std::sync::Arc;

@@ -14,6 +14,7 @@ mod foreman_standin;
 mod forward;
 mod hosts;
 mod leases;
+mod metrics_histograms;
 mod replicas;
 mod runs;
 mod secrets;

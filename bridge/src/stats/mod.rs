@@ -1,0 +1,4 @@
+//! Statistics the bridge keeps about itself, for `/metrics` and the status
+//! page.
+
+pub mod histogram;
