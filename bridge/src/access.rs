@@ -5,7 +5,8 @@
 //! renders the refusal.
 //!
 //! The matrix (see `docs/security.md`):
-//! - `/healthz`, `/readyz`, `/metrics`: open.
+//! - `/healthz`, `/readyz`, `/metrics`, the status page `/` and its
+//!   `/stats`: open.
 //! - `/host`, `/facts`, `/report` of a certname: with client certificates,
 //!   only the certificate of that very certname; without them, open
 //!   (nothing binds a caller to a host).
@@ -81,7 +82,7 @@ pub struct Policy {
 /// What a request path asks for, before its certname is read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route<'a> {
-    /// Health, readiness, metrics.
+    /// Health, readiness, metrics, the status page.
     Open,
     /// A node's own endpoint; the certname is the path's last segment, or
     /// `fqdn=` in the query when `None`.
@@ -98,7 +99,8 @@ impl<'a> Route<'a> {
     /// mistake.
     pub fn of(path: &'a str) -> Route<'a> {
         match path {
-            "/healthz" | "/readyz" | "/metrics" => return Route::Open,
+            // The status page and its document show what /metrics does.
+            "/healthz" | "/readyz" | "/metrics" | "/" | "/stats" => return Route::Open,
             "/host" | "/facts" | "/report" => return Route::Own { name_in_path: None },
             "/ppm"
             | "/api/hosts/facts"
@@ -487,7 +489,10 @@ mod tests {
             ("/admin/cache/invalidate", Route::Admin),
             ("/admin/explain/web01.example.com", Route::Admin),
             ("/admin/converge/7", Route::Admin),
-            ("/", Route::Admin),
+            ("/", Route::Open),
+            ("/stats", Route::Open),
+            ("/stats/", Route::Admin),
+            ("//", Route::Admin),
             ("/healthz/", Route::Admin),
             ("/api/v2/hosts/1/enc", Route::Admin),
             ("/%61dmin/converge", Route::Admin),

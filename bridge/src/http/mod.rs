@@ -7,6 +7,7 @@ pub mod access;
 pub mod limits;
 mod metrics;
 mod runs;
+mod status;
 pub mod timing;
 mod writes;
 
@@ -38,6 +39,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/healthz", web::get().to(healthz))
         .route("/readyz", web::get().to(readyz))
         .route("/metrics", web::get().to(metrics::render))
+        .route("/", web::get().to(status::page))
+        .route("/stats", web::get().to(status::stats))
         .route("/admin/cache/invalidate", web::post().to(invalidate))
         .configure(runs::configure)
         .configure(writes::configure);

@@ -73,6 +73,8 @@ pub struct RunStats {
     pub status_failures: AtomicU64,
     pub ppm_pushes: AtomicU64,
     pub directory_loads: AtomicU64,
+    /// Runs started per minute and report outcomes, for the status page.
+    pub recorder: crate::stats::Recorder,
 }
 
 /// The database clock, as an offset from this machine's.
@@ -238,6 +240,21 @@ impl RunService {
 
     pub fn scheduler_stats(&self) -> crate::schedule::SchedulerStats {
         self.scheduler().stats()
+    }
+
+    /// Every host's certname, pool and last full run.
+    pub fn host_runs(&self) -> Vec<(Arc<str>, Arc<str>, Option<Ts>)> {
+        self.scheduler().host_runs()
+    }
+
+    /// Converge requests not yet done, as this process tracks them.
+    pub fn open_converges(&self) -> Vec<crate::schedule::ConvergeStatus> {
+        self.scheduler().open_converges()
+    }
+
+    /// The scheduler's settings (`[scheduler]`).
+    pub fn scheduler_config(&self) -> &crate::schedule::SchedulerConfig {
+        &self.settings.config
     }
 
     pub fn host_count(&self) -> usize {
@@ -615,14 +632,15 @@ impl RunService {
                 continue;
             }
             foreign.insert(lease.run_id.clone());
+            self.stats.recorder.run_started(
+                &lease.server,
+                trigger_of(&lease.trigger),
+                lease.granted,
+            );
             let Some(ix) = scheduler.host_ix(&lease.certname) else {
                 continue;
             };
-            let trigger = match lease.trigger.as_str() {
-                "schedule" => Trigger::Schedule,
-                "converge" => Trigger::Converge,
-                _ => Trigger::FileChange,
-            };
+            let trigger = trigger_of(&lease.trigger);
             let full = lease.mode == "full";
             if lease.ended.is_none() && lease.expires > now {
                 scheduler.granted_elsewhere(lease.granted, ix, &lease.server, trigger, full);
@@ -799,6 +817,9 @@ impl RunService {
             Trigger::Converge => &self.stats.granted_converge,
         };
         counter.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .recorder
+            .run_started(&grant.server, grant.trigger, self.now());
         if grant.mode == RunMode::CachedCatalog {
             self.stats
                 .granted_cached_catalog
@@ -845,6 +866,9 @@ impl RunService {
                 other => RunError::Unavailable(other.to_string()),
             })?;
         self.stats.reports.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .recorder
+            .reported(info.certname.as_str(), self.now(), input.exit_code);
         if let Stored::Stored(stored) = &stored {
             if stored.lease != pvc::LeaseState::Released {
                 self.stats.reports_stale.fetch_add(1, Ordering::Relaxed);
@@ -999,5 +1023,14 @@ impl RunService {
             "schedule": explanation,
             "config": config,
         }))
+    }
+}
+
+/// A lease's trigger as stored.
+fn trigger_of(stored: &str) -> Trigger {
+    match stored {
+        "schedule" => Trigger::Schedule,
+        "converge" => Trigger::Converge,
+        _ => Trigger::FileChange,
     }
 }

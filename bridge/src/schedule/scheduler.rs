@@ -1027,6 +1027,28 @@ impl Scheduler {
         }
     }
 
+    /// Every host still in the fleet: certname, pool, last full run (for
+    /// the status page's fairness).
+    pub fn host_runs(&self) -> Vec<(Arc<str>, Arc<str>, Option<Ts>)> {
+        self.hosts
+            .iter()
+            .filter(|h| !h.retired)
+            .map(|h| {
+                let pool = Arc::clone(&self.pools[h.pool as usize].name);
+                (Arc::clone(&h.certname), pool, h.last_run)
+            })
+            .collect()
+    }
+
+    /// Converge requests not yet done.
+    pub fn open_converges(&self) -> Vec<ConvergeStatus> {
+        self.converges
+            .iter()
+            .filter(|c| c.done_at.is_none())
+            .filter_map(|c| self.converge_status(c.id))
+            .collect()
+    }
+
     pub fn explain(&self, now: Ts, ix: HostIx) -> Explanation {
         let host = &self.hosts[ix as usize];
         let pool = host.pool as usize;

@@ -1,0 +1,171 @@
+//! The status page: `GET /` (one HTML document with its stylesheet and
+//! script, compiled into the binary; nothing is fetched from elsewhere)
+//! and `GET /stats`, the JSON it polls. The document is computed at most
+//! once per [`REFRESH`] from the services' state and shared by every
+//! request (`stats::Recorder::snapshots`), so a wall screen per team costs
+//! nothing.
+
+use std::collections::HashSet;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, LazyLock};
+use std::time::{Duration, Instant};
+
+use actix_web::http::header;
+use actix_web::{web, HttpResponse};
+
+use super::AppState;
+use crate::stats::fairness::{Fairness, HostAges};
+use crate::stats::snapshot::{
+    self, EncCounts, Inputs, Outbox, Published, Replica, RunCounts, Spool,
+};
+use crate::writes::Uploads;
+
+/// How often the document is computed at most (the page polls as often).
+pub const REFRESH: Duration = Duration::from_secs(5);
+/// Minutes of run history in the document.
+pub const MINUTES: usize = crate::stats::history::MINUTES;
+
+const HTML: &str = include_str!("../../assets/status/index.html");
+const CSS: &str = include_str!("../../assets/status/status.css");
+const JS: &str = include_str!("../../assets/status/status.js");
+
+/// The page, its stylesheet and script inlined (one request, no other
+/// path to classify in access control).
+static PAGE: LazyLock<String> = LazyLock::new(|| {
+    HTML.replace("/*STATUS_CSS*/", CSS)
+        .replace("/*STATUS_JS*/", JS)
+});
+
+/// Inline style and script only, data only from this origin.
+const CSP: &str = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; \
+                   connect-src 'self'; img-src 'self' data:; base-uri 'none'; \
+                   form-action 'none'; frame-ancestors 'none'";
+
+/// `GET /`: the status page.
+pub async fn page() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .insert_header((header::CONTENT_SECURITY_POLICY, CSP))
+        .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .body(PAGE.as_str())
+}
+
+/// `GET /stats`: the shared snapshot, at most [`REFRESH`] old.
+pub async fn stats(
+    state: web::Data<AppState>,
+    uploads: Option<web::Data<Uploads>>,
+) -> HttpResponse {
+    let recorder = &state.runs.stats.recorder;
+    let published: Arc<Published> = recorder.snapshots.get(Instant::now(), REFRESH, |previous| {
+        gather(&state, uploads.as_ref().map(|u| u.get_ref()), previous)
+    });
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .body(published.json.clone())
+}
+
+/// Reads every service once and builds the document.
+fn gather(state: &AppState, uploads: Option<&Uploads>, previous: Option<&Published>) -> Published {
+    let runs = &state.runs;
+    let relaxed = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed);
+    let now = runs.now();
+    let config = runs.scheduler_config();
+    let scheduler = runs.scheduler_stats();
+    let host_runs = runs.host_runs();
+    let fairness = {
+        let mut outcomes = runs.stats.recorder.outcomes();
+        // Hosts gone from Foreman leave the record.
+        if outcomes.len() > host_runs.len() {
+            let fleet: HashSet<&str> = host_runs.iter().map(|(c, _, _)| &**c).collect();
+            outcomes.retain(|name| fleet.contains(name));
+        }
+        let ages = host_runs.iter().map(|(certname, pool, last_run)| {
+            let since_run = last_run.map(|at| now.since(at).max(0.0));
+            match outcomes.get(certname) {
+                Some(outcome) => HostAges {
+                    pool,
+                    since_run,
+                    since_success: outcome.last_success.map(|at| now.since(at).max(0.0)),
+                    success_estimated: false,
+                },
+                // No report with an exit code since this process started:
+                // the last run stands in (a run reported failed with exit
+                // code 1 is already taken back from it by the scheduler).
+                None => HostAges {
+                    pool,
+                    since_run,
+                    since_success: since_run,
+                    success_estimated: true,
+                },
+            }
+        });
+        Fairness::of(ages, config.max_interval)
+    };
+    let stats = &runs.stats;
+    let run_counts = RunCounts {
+        polls: relaxed(&stats.polls),
+        granted_schedule: relaxed(&stats.granted_schedule),
+        granted_file_change: relaxed(&stats.granted_file_change),
+        granted_converge: relaxed(&stats.granted_converge),
+        cached_catalog: relaxed(&stats.granted_cached_catalog),
+        forced_over_budget: relaxed(&stats.forced_over_budget),
+        reports: relaxed(&stats.reports),
+    };
+    let enc = &state.enc.stats;
+    let enc = EncCounts {
+        hits: relaxed(&enc.hits),
+        misses: relaxed(&enc.misses),
+        loads: relaxed(&enc.loads),
+        stale_served: relaxed(&enc.stale_served),
+    };
+    let replicas = state
+        .db
+        .replica_states()
+        .into_iter()
+        .map(|r| Replica {
+            label: r.label,
+            up: r.view.up,
+            usable: r.view.usable,
+            lag_bytes: r.view.lag_bytes,
+            reads: r.reads,
+        })
+        .collect();
+    let outbox = state.forward.as_ref().and_then(|forwarder| {
+        let status = forwarder.status();
+        status.outbox.map(|o| Outbox {
+            pending: o.pending,
+            dead: o.dead,
+            oldest_secs: o.oldest_secs,
+            leader: status.leader,
+        })
+    });
+    let spool = uploads.and_then(Uploads::spool_stats).map(|s| Spool {
+        records: s.records,
+        bytes: s.bytes,
+        disk_bytes: s.disk_bytes,
+    });
+    let converges = runs.open_converges();
+    // Taken last and alone: the lease feed takes it under the scheduler's lock.
+    let history = runs.stats.recorder.runs();
+    snapshot::publish(
+        Inputs {
+            now,
+            refresh_secs: REFRESH.as_secs_f64(),
+            minutes: MINUTES,
+            target_utilization: config.target_utilization,
+            scheduler: &scheduler,
+            history: &history,
+            runs: run_counts,
+            converges,
+            enc,
+            replicas,
+            outbox,
+            spool,
+            fairness,
+        },
+        previous,
+    )
+}
