@@ -7,7 +7,8 @@ PG_DIR ?= .demo/pg
 ## test: formatting, lints, the supply-chain check (cargo deny), every
 ## crate's tests (the end-to-end suite with Debian's real puppetserver and
 ## puppet agents among them), every fuzz target for FUZZ_SECS (20 s), then
-## the Foreman plugin's and the Helm chart's tests. Installs what is missing
+## the Foreman plugin's and the Helm chart's tests, and the check of the
+## Grafana dashboard and alert rules against a live /metrics. Installs what is missing
 ## (PostgreSQL 15, Puppet, cargo-deny, cargo-fuzz, Debian's ruby/rails, helm
 ## and the Kubernetes schemas).
 test: deps-test
@@ -18,6 +19,7 @@ test: deps-test
 	bash scripts/fuzz.sh
 	bash foreman-plugin/test.sh
 	bash helm/test.sh
+	bash tests/dashboards/run.sh
 
 deps-test:
 	PUPPET=1 bash scripts/install-deps.sh

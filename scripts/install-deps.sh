@@ -9,6 +9,13 @@
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 
+# The dashboards' check reads YAML (PyPI, into whichever python3 is first
+# on PATH; Debian's python3-yaml would not reach a pyenv python).
+if ! python3 -c 'import yaml' 2>/dev/null; then
+  echo "install-deps: installing PyYAML from PyPI"
+  python3 -m pip install --quiet --disable-pip-version-check pyyaml
+fi
+
 missing=()
 [ -x /usr/lib/postgresql/15/bin/initdb ] || missing+=(postgresql-15)
 command -v make >/dev/null || missing+=(make)
