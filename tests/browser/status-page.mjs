@@ -129,6 +129,10 @@ try {
   check(bars === want.servers, `${bars} utilisation bars for ${want.servers} servers`);
   const converges = await page.$$eval("[data-converge]", (n) => n.length);
   check(converges > 0, "no converge request in progress shown");
+  // The ENC's answer time comes from the request timings of /metrics.
+  const timed = await read("enc.latency.mean");
+  check(timed !== "not timed" && series(metrics, "pvc_bridge_http_request_duration_seconds_count") > 0,
+    `ENC answer time: page ${timed}, /metrics has no request durations`);
   const badge = await page.$eval("#state", (n) => n.textContent);
   check(badge === "ok" || badge === "attention", `status badge says ${badge}`);
 

@@ -195,6 +195,10 @@
     field("enc.requests_per_sec", e.requests_per_sec === null ? "–" : e.requests_per_sec.toFixed(2));
     field("enc.hit_ratio", pct(e.hit_ratio));
     for (const k of ["hits", "misses", "loads", "stale_served"]) field("enc." + k, num(e[k]));
+    const ms = (v) => (v === null || v === undefined ? "–" : v < 10 ? v.toFixed(2) + " ms" : v.toFixed(0) + " ms");
+    const lat = e.latency;
+    field("enc.latency.mean", lat ? ms(lat.mean_ms) : "not timed");
+    field("enc.latency.percentiles", lat ? `${ms(lat.p50_ms)} / ${lat.p99_ms === null && lat.requests ? "> 10 s" : ms(lat.p99_ms)}` : "–");
 
     field("replicas.count", num(s.replicas.length));
     const reps = document.querySelector("#replicas tbody");

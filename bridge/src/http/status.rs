@@ -13,10 +13,11 @@ use std::time::{Duration, Instant};
 use actix_web::http::header;
 use actix_web::{web, HttpResponse};
 
+use super::timing::{RequestTimings, RouteClass};
 use super::AppState;
 use crate::stats::fairness::{Fairness, HostAges};
 use crate::stats::snapshot::{
-    self, EncCounts, Inputs, Outbox, Published, Replica, RunCounts, Spool,
+    self, Cumulative, EncCounts, Inputs, Outbox, Published, Replica, RunCounts, Spool,
 };
 use crate::writes::Uploads;
 
@@ -55,10 +56,17 @@ pub async fn page() -> HttpResponse {
 pub async fn stats(
     state: web::Data<AppState>,
     uploads: Option<web::Data<Uploads>>,
+    timings: Option<web::Data<RequestTimings>>,
 ) -> HttpResponse {
     let recorder = &state.runs.stats.recorder;
     let published: Arc<Published> = recorder.snapshots.get(Instant::now(), REFRESH, |previous| {
-        gather(&state, uploads.as_ref().map(|u| u.get_ref()), previous)
+        let enc_latency = timings.as_ref().and_then(|t| node_latency(t));
+        gather(
+            &state,
+            uploads.as_ref().map(|u| u.get_ref()),
+            enc_latency,
+            previous,
+        )
     });
     HttpResponse::Ok()
         .content_type("application/json")
@@ -67,8 +75,26 @@ pub async fn stats(
         .body(published.json.clone())
 }
 
+/// Successful `/node` answers as the timing middleware counted them.
+fn node_latency(timings: &RequestTimings) -> Option<Cumulative> {
+    let node = RouteClass::Node.label();
+    timings
+        .snapshot()
+        .into_iter()
+        .find(|(route, status, _)| *route == node && *status == "2xx")
+        .map(|(_, _, histogram)| Cumulative {
+            counts: histogram.cumulative.to_vec(),
+            sum_seconds: histogram.sum_seconds,
+        })
+}
+
 /// Reads every service once and builds the document.
-fn gather(state: &AppState, uploads: Option<&Uploads>, previous: Option<&Published>) -> Published {
+fn gather(
+    state: &AppState,
+    uploads: Option<&Uploads>,
+    enc_latency: Option<Cumulative>,
+    previous: Option<&Published>,
+) -> Published {
     let runs = &state.runs;
     let relaxed = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed);
     let now = runs.now();
@@ -161,6 +187,7 @@ fn gather(state: &AppState, uploads: Option<&Uploads>, previous: Option<&Publish
             runs: run_counts,
             converges,
             enc,
+            enc_latency,
             replicas,
             outbox,
             spool,

@@ -28,6 +28,58 @@ pub struct EncCounts {
     pub stale_served: u64,
 }
 
+/// A latency histogram as exported: cumulative counts per bound of
+/// [`histogram::BOUNDS`](super::histogram::BOUNDS) then `+Inf`, and the sum.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Cumulative {
+    pub counts: Vec<u64>,
+    pub sum_seconds: f64,
+}
+
+/// ENC answer latency over the last interval (since start in the first
+/// document). Percentiles are bucket upper bounds: "at most".
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Latency {
+    pub requests: u64,
+    pub mean_ms: Option<f64>,
+    pub p50_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+}
+
+/// The latency between two cumulative histograms (`previous` `None`: since
+/// zero). A percentile beyond the last finite bound is `None`.
+pub fn latency(now: &Cumulative, previous: Option<&Cumulative>) -> Latency {
+    let bounds: Vec<f64> = super::histogram::BOUNDS
+        .iter()
+        .map(|b| b.parse().unwrap_or(f64::INFINITY))
+        .collect();
+    let delta: Vec<u64> = now
+        .counts
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            let before = previous.and_then(|p| p.counts.get(i)).copied().unwrap_or(0);
+            n.saturating_sub(before)
+        })
+        .collect();
+    let requests = delta.last().copied().unwrap_or(0);
+    let sum = now.sum_seconds - previous.map_or(0.0, |p| p.sum_seconds);
+    let quantile = |q: f64| {
+        if requests == 0 {
+            return None;
+        }
+        let rank = (q * requests as f64).ceil().max(1.0) as u64;
+        let ix = delta.iter().position(|&c| c >= rank)?;
+        bounds.get(ix).map(|b| b * 1000.0)
+    };
+    Latency {
+        requests,
+        mean_ms: (requests > 0).then(|| sum.max(0.0) / requests as f64 * 1000.0),
+        p50_ms: quantile(0.5),
+        p99_ms: quantile(0.99),
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Replica {
     pub label: String,
@@ -64,6 +116,8 @@ pub struct Inputs<'a> {
     pub runs: RunCounts,
     pub converges: Vec<ConvergeStatus>,
     pub enc: EncCounts,
+    /// Successful `/node` answers (the request timings), if timed.
+    pub enc_latency: Option<Cumulative>,
     pub replicas: Vec<Replica>,
     pub outbox: Option<Outbox>,
     pub spool: Option<Spool>,
@@ -75,6 +129,7 @@ pub struct Inputs<'a> {
 pub struct Published {
     pub at: Ts,
     pub enc_requests: u64,
+    pub enc_latency: Option<Cumulative>,
     pub json: String,
 }
 
@@ -156,6 +211,8 @@ pub struct EncView {
     pub hit_ratio: Option<f64>,
     /// ENC requests per second since the previous snapshot.
     pub requests_per_sec: Option<f64>,
+    /// Answer latency since the previous snapshot (`null`: not timed).
+    pub latency: Option<Latency>,
 }
 
 /// The `/stats` document.
@@ -197,6 +254,7 @@ pub fn build(inputs: Inputs<'_>, previous: Option<&Published>) -> (Stats, u64) {
         runs,
         converges,
         enc,
+        enc_latency,
         replicas,
         outbox,
         spool,
@@ -284,6 +342,9 @@ pub fn build(inputs: Inputs<'_>, previous: Option<&Published>) -> (Stats, u64) {
             stale_served: enc.stale_served,
             hit_ratio: share(enc.hits, enc_requests),
             requests_per_sec,
+            latency: enc_latency
+                .as_ref()
+                .map(|now| latency(now, previous.and_then(|p| p.enc_latency.as_ref()))),
         },
         replicas,
         outbox,
@@ -296,6 +357,7 @@ pub fn build(inputs: Inputs<'_>, previous: Option<&Published>) -> (Stats, u64) {
 /// Builds and serialises the document.
 pub fn publish(inputs: Inputs<'_>, previous: Option<&Published>) -> Published {
     let at = inputs.now;
+    let enc_latency = inputs.enc_latency.clone();
     let (stats, enc_requests) = build(inputs, previous);
     let json = serde_json::to_string(&stats).unwrap_or_else(|e| {
         // Only non-string map keys fail; none here, but never panic a request.
@@ -304,6 +366,7 @@ pub fn publish(inputs: Inputs<'_>, previous: Option<&Published>) -> Published {
     Published {
         at,
         enc_requests,
+        enc_latency,
         json,
     }
 }
@@ -359,6 +422,7 @@ mod tests {
                 estimated_finish: Ts(50_000),
             }],
             enc,
+            enc_latency: None,
             replicas: Vec::new(),
             outbox: None,
             spool: None,
@@ -436,6 +500,7 @@ mod tests {
         let previous = Published {
             at: now,
             enc_requests: 40,
+            enc_latency: None,
             json: String::new(),
         };
         let later = EncCounts {
@@ -453,5 +518,39 @@ mod tests {
         assert_eq!(doc["pools"][0]["cycle_secs"], serde_json::Value::Null);
         assert_eq!(doc["fairness"]["since_run"]["hosts"], 1);
         assert_eq!(published.enc_requests, 60);
+    }
+
+    #[test]
+    fn latency_over_the_interval_from_cumulative_buckets() {
+        let n = crate::stats::histogram::BOUNDS.len() + 1;
+        // Bounds: 0.1 ms, 0.25 ms, 0.5 ms, 1 ms, ...
+        let mut before = Cumulative {
+            counts: vec![0; n],
+            sum_seconds: 0.0,
+        };
+        before.counts[0] = 10;
+        for c in before.counts.iter_mut().skip(1) {
+            *c = 10;
+        }
+        before.sum_seconds = 0.001;
+        // Then 100 more: 98 at or below 0.25 ms, 2 at or below 1 ms.
+        let mut after = before.clone();
+        after.counts[1] += 98;
+        for c in after.counts.iter_mut().skip(2) {
+            *c += 98;
+        }
+        for c in after.counts.iter_mut().skip(3) {
+            *c += 2;
+        }
+        after.sum_seconds += 0.02;
+        let l = latency(&after, Some(&before));
+        assert_eq!(l.requests, 100);
+        assert_eq!(l.p50_ms, Some(0.25));
+        assert_eq!(l.p99_ms, Some(1.0));
+        assert!((l.mean_ms.unwrap() - 0.2).abs() < 1e-9);
+        // Since zero: the first 10 count too, all at or below 0.1 ms.
+        assert_eq!(latency(&before, None).p99_ms, Some(0.1));
+        let idle = latency(&after, Some(&after));
+        assert_eq!((idle.requests, idle.p50_ms, idle.mean_ms), (0, None, None));
     }
 }
