@@ -8,9 +8,10 @@ PG_DIR ?= .demo/pg
 ## crate's tests (the end-to-end suite with Debian's real puppetserver and
 ## puppet agents among them), every fuzz target for FUZZ_SECS (20 s), then
 ## the Foreman plugin's and the Helm chart's tests, and the check of the
-## Grafana dashboard and alert rules against a live /metrics. Installs what is missing
-## (PostgreSQL 15, Puppet, cargo-deny, cargo-fuzz, Debian's ruby/rails, helm
-## and the Kubernetes schemas).
+## Grafana dashboard and alert rules against a live /metrics, and the status
+## page in headless Chromium (rewrites docs/status-page.png). Installs what
+## is missing (PostgreSQL 15, Puppet, Chromium, cargo-deny, cargo-fuzz,
+## Debian's ruby/rails, helm, playwright-core and the Kubernetes schemas).
 test: deps-test
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
@@ -20,9 +21,10 @@ test: deps-test
 	bash foreman-plugin/test.sh
 	bash helm/test.sh
 	bash tests/dashboards/run.sh
+	bash tests/browser/run.sh
 
 deps-test:
-	PUPPET=1 bash scripts/install-deps.sh
+	PUPPET=1 BROWSER=1 bash scripts/install-deps.sh
 
 ## deny: the supply-chain check alone (deny.toml; docs/supply-chain.md)
 deny:

@@ -4,7 +4,8 @@
 # audit trail writes with `git fast-import`), the DejaVu font (text of the
 # simulation's chart), unzip, openssl, npm and python3-venv (the Helm
 # chart's test); with PUPPET=1 also Debian's puppetserver,
-# puppet-agent and facter (the end-to-end suite, `PUPPET=1 make demo`).
+# puppet-agent and facter (the end-to-end suite, `PUPPET=1 make demo`);
+# with BROWSER=1 Debian's chromium (the status page's browser test).
 # Installs nothing when all is present; needs root only when it must install.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
@@ -30,6 +31,10 @@ command -v unzip >/dev/null || missing+=(unzip)
 command -v openssl >/dev/null || missing+=(openssl)
 command -v npm >/dev/null || missing+=(nodejs npm)
 python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
+# BROWSER=1: Debian's chromium, for the status page's browser test.
+if [ "${BROWSER:-0}" = 1 ] && [ ! -x /usr/bin/chromium ]; then
+  missing+=(chromium)
+fi
 if [ "${PUPPET:-0}" = 1 ]; then
   # The packages' postinst cannot start the service here (no systemd,
   # policy-rc.d below): the tests start puppetserver themselves.
@@ -39,7 +44,7 @@ if [ "${PUPPET:-0}" = 1 ]; then
 fi
 
 if [ ${#missing[@]} -eq 0 ]; then
-  echo "install-deps: nothing to install (postgresql-15, make, gzip, cc, curl, git, fonts-dejavu-core, unzip, openssl, npm, python3-venv$([ "${PUPPET:-0}" = 1 ] && echo ", puppetserver, puppet-agent, facter") present)"
+  echo "install-deps: nothing to install (postgresql-15, make, gzip, cc, curl, git, fonts-dejavu-core, unzip, openssl, npm, python3-venv$([ "${PUPPET:-0}" = 1 ] && echo ", puppetserver, puppet-agent, facter")$([ "${BROWSER:-0}" = 1 ] && echo ", chromium") present)"
   exit 0
 fi
 if [ "$(id -u)" -ne 0 ]; then

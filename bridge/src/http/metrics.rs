@@ -118,6 +118,13 @@ pub async fn render(
          # HELP pvc_bridge_enc_cache_bytes Weight of cached ENC documents.\n\
          # TYPE pvc_bridge_enc_cache_bytes gauge\npvc_bridge_enc_cache_bytes {bytes}"
     );
+    // The status page's snapshot (built at most every few seconds, shared).
+    let published = super::status::published(
+        &state,
+        uploads.as_ref().map(|u| u.get_ref()),
+        timings.as_ref().map(|t| t.get_ref()),
+    );
+    render_beyond_max_interval(&published.beyond_max_interval, &mut out);
     render_replicas(&state.db.replica_states(), &mut out);
     render_runs(&state, &mut out);
     if let Some(uploads) = uploads {
@@ -163,6 +170,21 @@ fn render_request_durations(timings: &RequestTimings, out: &mut String) {
 /// Each replica as routing sees it (`store::health`), labelled `host:port`.
 /// TLS material reloaded on change and CRLs fetched from the CA (process
 /// wide; zero without `[tls]`).
+fn render_beyond_max_interval(pools: &[(String, usize)], out: &mut String) {
+    let _ = writeln!(
+        out,
+        "# HELP pvc_bridge_hosts_beyond_max_interval Hosts whose last run is older than scheduler.max_interval_secs, by pool (hosts that never ran are not counted).\n\
+         # TYPE pvc_bridge_hosts_beyond_max_interval gauge"
+    );
+    for (pool, hosts) in pools {
+        let _ = writeln!(
+            out,
+            "pvc_bridge_hosts_beyond_max_interval{{pool=\"{}\"}} {hosts}",
+            escape_label(pool)
+        );
+    }
+}
+
 fn render_refusals(refusals: &super::access::Refusals, out: &mut String) {
     let _ = writeln!(
         out,

@@ -58,21 +58,30 @@ pub async fn stats(
     uploads: Option<web::Data<Uploads>>,
     timings: Option<web::Data<RequestTimings>>,
 ) -> HttpResponse {
-    let recorder = &state.runs.stats.recorder;
-    let published: Arc<Published> = recorder.snapshots.get(Instant::now(), REFRESH, |previous| {
-        let enc_latency = timings.as_ref().and_then(|t| node_latency(t));
-        gather(
-            &state,
-            uploads.as_ref().map(|u| u.get_ref()),
-            enc_latency,
-            previous,
-        )
-    });
+    let published = published(
+        &state,
+        uploads.as_ref().map(|u| u.get_ref()),
+        timings.as_ref().map(|t| t.get_ref()),
+    );
     HttpResponse::Ok()
         .content_type("application/json")
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
         .body(published.json.clone())
+}
+
+/// The shared snapshot, built at most once per [`REFRESH`] (`/stats` and
+/// `/metrics` read the same one).
+pub(super) fn published(
+    state: &AppState,
+    uploads: Option<&Uploads>,
+    timings: Option<&RequestTimings>,
+) -> Arc<Published> {
+    let recorder = &state.runs.stats.recorder;
+    recorder.snapshots.get(Instant::now(), REFRESH, |previous| {
+        let enc_latency = timings.and_then(node_latency);
+        gather(state, uploads, enc_latency, previous)
+    })
 }
 
 /// Successful `/node` answers as the timing middleware counted them.

@@ -130,6 +130,9 @@ pub struct Published {
     pub at: Ts,
     pub enc_requests: u64,
     pub enc_latency: Option<Cumulative>,
+    /// Hosts per pool whose last run is older than `max_interval` (also
+    /// exported in `/metrics`).
+    pub beyond_max_interval: Vec<(String, usize)>,
     pub json: String,
 }
 
@@ -358,6 +361,12 @@ pub fn build(inputs: Inputs<'_>, previous: Option<&Published>) -> (Stats, u64) {
 pub fn publish(inputs: Inputs<'_>, previous: Option<&Published>) -> Published {
     let at = inputs.now;
     let enc_latency = inputs.enc_latency.clone();
+    let beyond_max_interval = inputs
+        .fairness
+        .pools
+        .iter()
+        .map(|p| (p.pool.clone(), p.beyond_max_interval))
+        .collect();
     let (stats, enc_requests) = build(inputs, previous);
     let json = serde_json::to_string(&stats).unwrap_or_else(|e| {
         // Only non-string map keys fail; none here, but never panic a request.
@@ -367,6 +376,7 @@ pub fn publish(inputs: Inputs<'_>, previous: Option<&Published>) -> Published {
         at,
         enc_requests,
         enc_latency,
+        beyond_max_interval,
         json,
     }
 }
@@ -501,6 +511,7 @@ mod tests {
             at: now,
             enc_requests: 40,
             enc_latency: None,
+            beyond_max_interval: Vec::new(),
             json: String::new(),
         };
         let later = EncCounts {
@@ -518,6 +529,16 @@ mod tests {
         assert_eq!(doc["pools"][0]["cycle_secs"], serde_json::Value::Null);
         assert_eq!(doc["fairness"]["since_run"]["hosts"], 1);
         assert_eq!(published.enc_requests, 60);
+        // What /metrics exports: the fairness panel's per-pool count.
+        assert_eq!(
+            published.beyond_max_interval,
+            vec![(
+                "dc1".to_owned(),
+                doc["fairness"]["pools"][0]["beyond_max_interval"]
+                    .as_u64()
+                    .unwrap() as usize
+            )]
+        );
     }
 
     #[test]
