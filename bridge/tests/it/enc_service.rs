@@ -72,20 +72,7 @@ async fn reads_go_to_the_replica_and_never_to_the_primary() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_outage_answers_503_with_a_reason() {
     let db = support::foreman_db("outage").await;
-    let config = support::config_for(
-        &db,
-        &[
-            (
-                "PVC_DATABASE__PRIMARY",
-                "postgres://postgres@127.0.0.1:1/nowhere",
-            ),
-            (
-                "PVC_DATABASE__REPLICAS",
-                "postgres://postgres@127.0.0.1:1/nowhere",
-            ),
-            ("PVC_DATABASE__CONNECT_TIMEOUT_SECS", "1"),
-        ],
-    );
+    let config = support::config_without_database(&db);
     let bridge = TestBridge::start(config).await;
     let (status, _, body) = bridge.get("/node/db62.lab.globex.test?format=yml").await;
     assert_eq!(status, 503, "{body}");

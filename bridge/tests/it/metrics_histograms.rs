@@ -218,20 +218,7 @@ async fn each_request_moves_its_own_route_and_status_only() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_outage_counts_as_5xx_of_its_route() {
     let db = support::foreman_db("metrics_hist_5xx").await;
-    let config = support::config_for(
-        &db,
-        &[
-            (
-                "PVC_DATABASE__PRIMARY",
-                "postgres://postgres@127.0.0.1:1/nowhere",
-            ),
-            (
-                "PVC_DATABASE__REPLICAS",
-                "postgres://postgres@127.0.0.1:1/nowhere",
-            ),
-            ("PVC_DATABASE__CONNECT_TIMEOUT_SECS", "1"),
-        ],
-    );
+    let config = support::config_without_database(&db);
     let bridge = TestBridge::start(config).await;
     let (status, _, _) = bridge.get("/node/db62.lab.globex.test?format=yml").await;
     assert_eq!(status, 503);

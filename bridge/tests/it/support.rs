@@ -49,6 +49,25 @@ pub fn config_for(db: &TestDb, extra: &[(&str, &str)]) -> Config {
 pub const ADMIN_TOKEN: &str = "test-admin-token-5f0c9a1e7b3d4c2a";
 
 /// A running bridge.
+/// [`config_for`] with every database unreachable (a dead port, 1 s
+/// connect timeout): the outage case.
+pub fn config_without_database(db: &TestDb) -> Config {
+    config_for(
+        db,
+        &[
+            (
+                "PVC_DATABASE__PRIMARY",
+                "postgres://postgres@127.0.0.1:1/nowhere",
+            ),
+            (
+                "PVC_DATABASE__REPLICAS",
+                "postgres://postgres@127.0.0.1:1/nowhere",
+            ),
+            ("PVC_DATABASE__CONNECT_TIMEOUT_SECS", "1"),
+        ],
+    )
+}
+
 pub struct TestBridge {
     pub base: String,
     pub bridge: Bridge,
