@@ -255,6 +255,11 @@ pub struct CacheConfig {
     /// (marked stale) when no database answers; 0 disables.
     #[serde(default = "default_stale_grace")]
     pub stale_grace_secs: u64,
+    /// `false`: no document is cached, every ENC request is built from the
+    /// database (shared layers are still kept). For diagnosis, and the
+    /// benchmark's uncached baseline; never for production.
+    #[serde(default = "default_documents")]
+    pub documents: bool,
 }
 
 impl Default for CacheConfig {
@@ -266,6 +271,7 @@ impl Default for CacheConfig {
             foreman_refresh_secs: default_foreman_ttl(),
             max_bytes: default_max_bytes(),
             stale_grace_secs: default_stale_grace(),
+            documents: default_documents(),
         }
     }
 }
@@ -287,6 +293,9 @@ fn default_max_bytes() -> u64 {
 }
 fn default_stale_grace() -> u64 {
     3600
+}
+fn default_documents() -> bool {
+    true
 }
 
 /// What Foreman takes from its own host rather than its database.

@@ -214,6 +214,8 @@ pub struct EncService {
     /// Last good documents for outages; `None` with no grace period.
     keeper: Option<Keeper>,
     foreman_refresh: Duration,
+    /// `cache.documents`: `false` builds every answer from the database.
+    cache_documents: bool,
     pub stats: EncStats,
 }
 
@@ -260,6 +262,7 @@ impl EncService {
             layers,
             keeper,
             foreman_refresh: Duration::from_secs(config.foreman_refresh_secs),
+            cache_documents: config.documents,
             stats: EncStats::default(),
         })
     }
@@ -268,6 +271,14 @@ impl EncService {
     /// loaded once however many callers ask at the same time.
     /// A [`Doc::Stale`] answer means no database answered; see `stale`.
     pub async fn document(self: &Arc<Self>, name: &str) -> Result<Doc, Arc<EncError>> {
+        if !self.cache_documents {
+            self.stats.misses.fetch_add(1, Ordering::Relaxed);
+            let doc = Box::pin(self.load_or_stale(name)).await.map_err(Arc::new)?.doc;
+            if matches!(doc, Doc::Stale { .. }) {
+                self.stats.stale_served.fetch_add(1, Ordering::Relaxed);
+            }
+            return Ok(doc);
+        }
         let doc = match self.docs.get(name).await {
             Some(cached) => {
                 self.stats.hits.fetch_add(1, Ordering::Relaxed);

@@ -122,6 +122,33 @@ async fn invalidation_makes_a_foreman_change_visible() {
     bridge.stop().await;
 }
 
+/// `cache.documents = false` (the benchmark's uncached baseline): every
+/// request is built from the database, so a change shows without any
+/// invalidation, and the answers are still Foreman's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_document_cache_off_every_request_is_built_from_the_database() {
+    let db = support::foreman_db("documents_off").await;
+    let config = support::config_for(&db, &[("PVC_CACHE__DOCUMENTS", "false")]);
+    let bridge = TestBridge::start(config).await;
+    let host = "kafka10.example.com";
+    for _ in 0..3 {
+        let (status, _, body) = bridge.get(&format!("/node/{host}?format=yml")).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body, support::golden_enc(host));
+    }
+    let stats = &bridge.bridge.enc.stats;
+    assert_eq!(stats.loads.load(Ordering::Relaxed), 3, "one load per request");
+    assert_eq!(stats.hits.load(Ordering::Relaxed), 0);
+    support::write_and_replicate(
+        &db,
+        &format!("UPDATE hosts SET comment = 'moved to rack 7' WHERE name = '{host}'"),
+    )
+    .await;
+    let (_, _, after) = bridge.get(&format!("/node/{host}?format=yml")).await;
+    assert!(after.contains("comment: moved to rack 7\n"), "{after}");
+    bridge.stop().await;
+}
+
 /// Puts an ERB construct the bridge does not render into a global
 /// parameter, so every host needs Foreman.
 async fn make_every_host_need_foreman(db: &cluster::TestDb) {
