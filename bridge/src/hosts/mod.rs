@@ -39,6 +39,9 @@ pub struct HostInfo {
     pub id: i64,
     pub certname: Certname,
     pub pool: Arc<str>,
+    /// The full title of its Foreman hostgroup (`base/web`), if it has one
+    /// (for the status page's fairness by hostgroup).
+    pub hostgroup: Option<Arc<str>>,
     /// `FACTER_*` keys with their values, ordered by key; false booleans are
     /// already left out.
     pub flags: Vec<(AnswerKey, String)>,

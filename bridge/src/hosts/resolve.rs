@@ -236,6 +236,8 @@ pub fn resolve(rows: &FleetRows, config: &FlagConfig) -> Resolved {
     let taxonomies = Tree::new(&rows.taxonomies);
     let hostgroups = Tree::new(&rows.hostgroups);
     let mut pools = Pools::default();
+    // Titles shared by the hosts of a hostgroup, like pool names.
+    let mut groups = Pools::default();
     let mut hosts = Vec::with_capacity(rows.hosts.len());
     for host in &rows.hosts {
         let certname_text = host
@@ -254,6 +256,10 @@ pub fn resolve(rows: &FleetRows, config: &FlagConfig) -> Resolved {
             id: host.id,
             certname,
             pool: Arc::from(""),
+            hostgroup: hostgroups
+                .title(host.hostgroup_id)
+                .filter(|title| !title.trim().is_empty())
+                .map(|title| groups.intern(title)),
             flags: Vec::new(),
             files_monitored: Vec::new(),
             check_interval: None,

@@ -438,6 +438,7 @@ fn a_certname_match_beats_a_name_match() {
         id,
         certname: certname.parse().unwrap(),
         pool: Arc::from("p"),
+        hostgroup: None,
         flags: vec![],
         files_monitored: vec![],
         check_interval: None,
@@ -474,4 +475,35 @@ fn parameters_lists_every_winner_in_first_seen_order() {
             ("beta", &Value::str("h"))
         ]
     );
+}
+
+#[test]
+fn the_hostgroup_is_its_full_title_or_none() {
+    let no_group = HostRow {
+        hostgroup_id: None,
+        ..host_as(8, "b.example.com")
+    };
+    let dangling = HostRow {
+        hostgroup_id: Some(999),
+        ..host_as(9, "c.example.com")
+    };
+    let resolved = resolve::resolve(
+        &rows(
+            vec![host(), no_group, dangling, host_as(10, "d.example.com")],
+            vec![],
+        ),
+        &config(),
+    );
+    let groups: Vec<Option<&str>> = resolved
+        .hosts
+        .iter()
+        .map(|(h, _)| h.hostgroup.as_deref())
+        .collect();
+    assert_eq!(
+        groups,
+        [Some("base/linux/web"), None, None, Some("base/linux/web")]
+    );
+    // One allocation per title, shared by its hosts.
+    let shared = |ix: usize| resolved.hosts[ix].0.hostgroup.clone().unwrap();
+    assert!(Arc::ptr_eq(&shared(0), &shared(3)));
 }

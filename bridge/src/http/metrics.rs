@@ -123,8 +123,10 @@ pub async fn render(
         &state,
         uploads.as_ref().map(|u| u.get_ref()),
         timings.as_ref().map(|t| t.get_ref()),
-    );
+    )
+    .await;
     render_beyond_max_interval(&published.beyond_max_interval, &mut out);
+    render_snapshot_gauges(&published, state.db.max_lag_bytes(), &mut out);
     render_replicas(&state.db.replica_states(), &mut out);
     render_runs(&state, &mut out);
     if let Some(uploads) = uploads {
@@ -182,6 +184,141 @@ fn render_beyond_max_interval(pools: &[(String, usize)], out: &mut String) {
             "pvc_bridge_hosts_beyond_max_interval{{pool=\"{}\"}} {hosts}",
             escape_label(pool)
         );
+    }
+}
+
+/// Gauges from the shared snapshot besides the per-pool count: hosts behind
+/// by hostgroup, converge requests, rollouts; and the replica lag bound.
+///
+/// By hostgroup only the fairness table's rows with hosts beyond
+/// `max_interval` are exported (at most `fairness::HOSTGROUP_ROWS`, worst
+/// first): a fleet may have thousands of hostgroups, and a series for each
+/// would cost the TSDB far more than the question is worth. The number of
+/// hostgroups behind is exported whole, so a truncated list shows.
+fn render_snapshot_gauges(
+    published: &crate::stats::snapshot::Published,
+    max_lag_bytes: u64,
+    out: &mut String,
+) {
+    let _ = writeln!(
+        out,
+        "# HELP pvc_bridge_hosts_beyond_max_interval_by_hostgroup Hosts whose last run is older than scheduler.max_interval_secs, by Foreman hostgroup title ((none): no hostgroup); only the worst hostgroups with such hosts, at most {}.\n\
+         # TYPE pvc_bridge_hosts_beyond_max_interval_by_hostgroup gauge",
+        crate::stats::fairness::HOSTGROUP_ROWS
+    );
+    for (hostgroup, hosts) in &published.beyond_max_interval_by_hostgroup {
+        let _ = writeln!(
+            out,
+            "pvc_bridge_hosts_beyond_max_interval_by_hostgroup{{hostgroup=\"{}\"}} {hosts}",
+            escape_label(hostgroup)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP pvc_bridge_hostgroups_beyond_max_interval Hostgroups with at least one host whose last run is older than scheduler.max_interval_secs.\n\
+         # TYPE pvc_bridge_hostgroups_beyond_max_interval gauge\n\
+         pvc_bridge_hostgroups_beyond_max_interval {}\n\
+         # HELP pvc_bridge_converge_requests_in_progress Converge requests not yet done, as this process tracks them.\n\
+         # TYPE pvc_bridge_converge_requests_in_progress gauge\n\
+         pvc_bridge_converge_requests_in_progress {}\n\
+         # HELP pvc_bridge_replica_max_lag_bytes A replica further behind the primary than this (database.max_lag_bytes) is taken out of rotation.\n\
+         # TYPE pvc_bridge_replica_max_lag_bytes gauge\n\
+         pvc_bridge_replica_max_lag_bytes {max_lag_bytes}",
+        published.hostgroups_beyond, published.converges_in_progress
+    );
+    render_rollouts(&published.rollouts, out);
+}
+
+/// Foreman's staged rollouts (rollout plugin), as the status page shows
+/// them; nothing but `installed 0` without the plugin, nothing at all when
+/// the read failed (the status page says why).
+fn render_rollouts(rollouts: &crate::stats::rollouts::Rollouts, out: &mut String) {
+    use crate::stats::rollouts::Source;
+    let installed = match rollouts.source {
+        Source::Read => 1,
+        Source::NotInstalled => 0,
+        Source::Unavailable => return,
+    };
+    let _ = writeln!(
+        out,
+        "# HELP pvc_bridge_rollout_plugin_installed 1 when Foreman's database has the rollout plugin's tables.\n\
+         # TYPE pvc_bridge_rollout_plugin_installed gauge\npvc_bridge_rollout_plugin_installed {installed}"
+    );
+    if installed == 0 {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "# HELP pvc_bridge_rollouts Staged rollouts by state (completed and aborted: in the last hour).\n\
+         # TYPE pvc_bridge_rollouts gauge"
+    );
+    for (state, n) in &rollouts.by_state {
+        let _ = writeln!(out, "pvc_bridge_rollouts{{state=\"{state}\"}} {n}");
+    }
+    let _ = writeln!(
+        out,
+        "# HELP pvc_bridge_rollouts_paused_by_failures Rollouts the gate paused because their current wave failed (resume or abort in Foreman).\n\
+         # TYPE pvc_bridge_rollouts_paused_by_failures gauge\npvc_bridge_rollouts_paused_by_failures {}",
+        rollouts.paused_by_failures
+    );
+    type RolloutGauge = (
+        &'static str,
+        &'static str,
+        fn(&crate::stats::rollouts::RolloutView) -> Option<u64>,
+    );
+    let gauges: [RolloutGauge; 2] = [
+        ("pvc_bridge_rollout_waves", "Waves of the rollout.", |r| {
+            Some(r.waves as u64)
+        }),
+        (
+            "pvc_bridge_rollout_current_wave",
+            "The rollout's current wave, 1 for the first (none before one starts).",
+            |r| r.current.as_ref().map(|w| w.number as u64),
+        ),
+    ];
+    for (name, help, get) in gauges {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for rollout in &rollouts.rollouts {
+            if let Some(v) = get(rollout) {
+                let _ = writeln!(
+                    out,
+                    "{name}{{rollout=\"{}\",state=\"{}\"}} {v}",
+                    escape_label(&rollout.name),
+                    escape_label(&rollout.state)
+                );
+            }
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP pvc_bridge_rollout_hosts Hosts of a rollout (every wave) by outcome.\n\
+         # TYPE pvc_bridge_rollout_hosts gauge"
+    );
+    for rollout in &rollouts.rollouts {
+        for (outcome, n) in rollout.hosts.labelled() {
+            let _ = writeln!(
+                out,
+                "pvc_bridge_rollout_hosts{{rollout=\"{}\",outcome=\"{outcome}\"}} {n}",
+                escape_label(&rollout.name)
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP pvc_bridge_rollout_current_wave_hosts Hosts of the rollout's current wave by outcome.\n\
+         # TYPE pvc_bridge_rollout_current_wave_hosts gauge"
+    );
+    for rollout in &rollouts.rollouts {
+        let Some(wave) = &rollout.current else {
+            continue;
+        };
+        for (outcome, n) in wave.hosts.labelled() {
+            let _ = writeln!(
+                out,
+                "pvc_bridge_rollout_current_wave_hosts{{rollout=\"{}\",outcome=\"{outcome}\"}} {n}",
+                escape_label(&rollout.name)
+            );
+        }
     }
 }
 
@@ -505,6 +642,21 @@ fn render_runs(state: &AppState, out: &mut String) {
                 get(pool)
             );
         }
+    }
+    // One setting for every pool today; by pool so a panel can draw it
+    // beside the pool's servers.
+    let target = state.runs.scheduler_config().target_utilization;
+    let _ = writeln!(
+        out,
+        "# HELP pvc_bridge_pool_utilization_target JRuby utilisation the scheduler aims for on the pool's servers (scheduler.target_utilization).\n\
+         # TYPE pvc_bridge_pool_utilization_target gauge"
+    );
+    for pool in &stats.pools {
+        let _ = writeln!(
+            out,
+            "pvc_bridge_pool_utilization_target{{pool=\"{}\"}} {target}",
+            escape_label(&pool.name)
+        );
     }
 }
 

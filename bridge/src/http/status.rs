@@ -3,10 +3,11 @@
 //! and `GET /stats`, the JSON it polls. The document is computed at most
 //! once per [`REFRESH`] from the services' state and shared by every
 //! request (`stats::Recorder::snapshots`), so a wall screen per team costs
-//! nothing.
+//! nothing. Besides the services' memory, a refresh reads one thing from a
+//! replica: the rollout plugin's rollouts (`store::rollouts`).
 
 use std::collections::HashSet;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
@@ -15,16 +16,20 @@ use actix_web::{web, HttpResponse};
 
 use super::timing::{RequestTimings, RouteClass};
 use super::AppState;
-use crate::stats::fairness::{Fairness, HostAges};
+use crate::stats::fairness::{Fairness, HostAges, NO_HOSTGROUP};
+use crate::stats::rollouts::Rollouts;
 use crate::stats::snapshot::{
     self, Cumulative, EncCounts, Inputs, Outbox, Published, Replica, RunCounts, Spool,
 };
+use crate::store::{rollouts as rollout_rows, Db};
 use crate::writes::Uploads;
 
 /// How often the document is computed at most (the page polls as often).
 pub const REFRESH: Duration = Duration::from_secs(5);
 /// Minutes of run history in the document.
 pub const MINUTES: usize = crate::stats::history::MINUTES;
+/// The rollouts read gives up after this: the page shows the rest.
+const ROLLOUTS_TIMEOUT: Duration = Duration::from_secs(2);
 
 const HTML: &str = include_str!("../../assets/status/index.html");
 const CSS: &str = include_str!("../../assets/status/status.css");
@@ -62,7 +67,8 @@ pub async fn stats(
         &state,
         uploads.as_ref().map(|u| u.get_ref()),
         timings.as_ref().map(|t| t.get_ref()),
-    );
+    )
+    .await;
     HttpResponse::Ok()
         .content_type("application/json")
         .insert_header((header::CACHE_CONTROL, "no-store"))
@@ -71,17 +77,58 @@ pub async fn stats(
 }
 
 /// The shared snapshot, built at most once per [`REFRESH`] (`/stats` and
-/// `/metrics` read the same one).
-pub(super) fn published(
+/// `/metrics` read the same one). One request refreshes it; the others
+/// wait for that one, then share its result.
+pub(super) async fn published(
     state: &AppState,
     uploads: Option<&Uploads>,
     timings: Option<&RequestTimings>,
 ) -> Arc<Published> {
     let recorder = &state.runs.stats.recorder;
+    if let Some(fresh) = recorder.snapshots.fresh(Instant::now(), REFRESH) {
+        return fresh;
+    }
+    let _refreshing = recorder.refreshing.lock().await;
+    if let Some(fresh) = recorder.snapshots.fresh(Instant::now(), REFRESH) {
+        return fresh;
+    }
+    let rollouts = read_rollouts(&state.db).await;
     recorder.snapshots.get(Instant::now(), REFRESH, |previous| {
         let enc_latency = timings.and_then(node_latency);
-        gather(state, uploads, enc_latency, previous)
+        gather(state, uploads, enc_latency, rollouts, previous)
     })
+}
+
+/// A failed rollouts read was logged (logged again once it recovers).
+static ROLLOUTS_FAILING: AtomicBool = AtomicBool::new(false);
+
+/// The rollout plugin's rollouts from a replica; a missing plugin is a
+/// state of the panel, not an error.
+async fn read_rollouts(db: &Db) -> Rollouts {
+    let read = async {
+        let (client, _) = db.read().await?;
+        rollout_rows::load(&client)
+            .await
+            .map_err(anyhow::Error::from)
+    };
+    let result = match tokio::time::timeout(ROLLOUTS_TIMEOUT, read).await {
+        Ok(Ok(rows)) => Ok(rows),
+        Ok(Err(error)) => Err(format!("{error:#}")),
+        Err(_) => Err(format!("no answer within {} s", ROLLOUTS_TIMEOUT.as_secs())),
+    };
+    match &result {
+        Ok(_) => {
+            if ROLLOUTS_FAILING.swap(false, Ordering::Relaxed) {
+                tracing::info!("reading rollouts for the status page works again");
+            }
+        }
+        Err(error) => {
+            if !ROLLOUTS_FAILING.swap(true, Ordering::Relaxed) {
+                tracing::warn!(%error, "reading rollouts for the status page failed; the panel says so until it works");
+            }
+        }
+    }
+    Rollouts::of(result)
 }
 
 /// Successful `/node` answers as the timing middleware counted them.
@@ -102,6 +149,7 @@ fn gather(
     state: &AppState,
     uploads: Option<&Uploads>,
     enc_latency: Option<Cumulative>,
+    rollouts: Rollouts,
     previous: Option<&Published>,
 ) -> Published {
     let runs = &state.runs;
@@ -110,6 +158,7 @@ fn gather(
     let config = runs.scheduler_config();
     let scheduler = runs.scheduler_stats();
     let host_runs = runs.host_runs();
+    let hostgroups = runs.hostgroups_of(host_runs.iter().map(|(c, _, _)| &**c));
     let fairness = {
         let mut outcomes = runs.stats.recorder.outcomes();
         // Hosts gone from Foreman leave the record.
@@ -117,26 +166,32 @@ fn gather(
             let fleet: HashSet<&str> = host_runs.iter().map(|(c, _, _)| &**c).collect();
             outcomes.retain(|name| fleet.contains(name));
         }
-        let ages = host_runs.iter().map(|(certname, pool, last_run)| {
-            let since_run = last_run.map(|at| now.since(at).max(0.0));
-            match outcomes.get(certname) {
-                Some(outcome) => HostAges {
-                    pool,
-                    since_run,
-                    since_success: outcome.last_success.map(|at| now.since(at).max(0.0)),
-                    success_estimated: false,
-                },
-                // No report with an exit code since this process started:
-                // the last run stands in (a run reported failed with exit
-                // code 1 is already taken back from it by the scheduler).
-                None => HostAges {
-                    pool,
-                    since_run,
-                    since_success: since_run,
-                    success_estimated: true,
-                },
-            }
-        });
+        let ages = host_runs
+            .iter()
+            .zip(&hostgroups)
+            .map(|((certname, pool, last_run), group)| {
+                let since_run = last_run.map(|at| now.since(at).max(0.0));
+                let hostgroup = group.as_deref().unwrap_or(NO_HOSTGROUP);
+                match outcomes.get(certname) {
+                    Some(outcome) => HostAges {
+                        pool,
+                        hostgroup,
+                        since_run,
+                        since_success: outcome.last_success.map(|at| now.since(at).max(0.0)),
+                        success_estimated: false,
+                    },
+                    // No report with an exit code since this process started:
+                    // the last run stands in (a run reported failed with exit
+                    // code 1 is already taken back from it by the scheduler).
+                    None => HostAges {
+                        pool,
+                        hostgroup,
+                        since_run,
+                        since_success: since_run,
+                        success_estimated: true,
+                    },
+                }
+            });
         Fairness::of(ages, config.max_interval)
     };
     let stats = &runs.stats;
@@ -198,9 +253,11 @@ fn gather(
             enc,
             enc_latency,
             replicas,
+            replica_max_lag_bytes: state.db.max_lag_bytes(),
             outbox,
             spool,
             fairness,
+            rollouts,
         },
         previous,
     )

@@ -247,6 +247,28 @@ impl RunService {
         self.scheduler().host_runs()
     }
 
+    /// The hostgroup title of each of `certnames`, from the hosts held in
+    /// memory (read again since the directory was built, the directory,
+    /// found one by one): for the status page, without a query.
+    pub fn hostgroups_of<'a>(
+        &self,
+        certnames: impl IntoIterator<Item = &'a str>,
+    ) -> Vec<Option<Arc<str>>> {
+        let changed = self.changed_hosts.read().unwrap_or_else(|e| e.into_inner());
+        let directory = Arc::clone(&self.directory.read().unwrap_or_else(|e| e.into_inner()));
+        let extra = self.extra.read().unwrap_or_else(|e| e.into_inner());
+        certnames
+            .into_iter()
+            .map(|certname| match changed.get(certname) {
+                Some((_, info)) => info.as_ref().and_then(|i| i.hostgroup.clone()),
+                None => directory
+                    .get(certname)
+                    .or_else(|| extra.get(certname).cloned())
+                    .and_then(|i| i.hostgroup.clone()),
+            })
+            .collect()
+    }
+
     /// Converge requests not yet done, as this process tracks them.
     pub fn open_converges(&self) -> Vec<crate::schedule::ConvergeStatus> {
         self.scheduler().open_converges()

@@ -4,7 +4,9 @@
 //!
 //! - `history`: runs started per minute, per server and trigger.
 //! - `outcomes`: each host's last report and last successful one.
-//! - `fairness`: the fleet's time since last run, as a distribution.
+//! - `fairness`: the fleet's time since last run, as a distribution, by
+//!   pool and by hostgroup.
+//! - `rollouts`: staged rollouts and their waves' progress.
 //! - `snapshot`: the `/stats` document, built from plain inputs.
 //! - `histogram`: latency histograms (for `/metrics`).
 //! - `Recorder` (here): what the run service feeds as runs start and
@@ -14,6 +16,7 @@ pub mod fairness;
 pub mod histogram;
 pub mod history;
 pub mod outcomes;
+pub mod rollouts;
 pub mod snapshot;
 
 use std::fmt;
@@ -33,6 +36,9 @@ pub struct Recorder {
     outcomes: Mutex<Outcomes>,
     /// The last `/stats` document, shared by every request.
     pub snapshots: Cache<snapshot::Published>,
+    /// Held while a new document is read from the database (the rollouts),
+    /// so concurrent requests wait for it instead of each reading.
+    pub refreshing: tokio::sync::Mutex<()>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -83,6 +89,14 @@ impl<T> fmt::Debug for Cache<T> {
 }
 
 impl<T> Cache<T> {
+    /// The cached value if younger than `max_age` at `now`.
+    pub fn fresh(&self, now: Instant, max_age: Duration) -> Option<Arc<T>> {
+        let slot = lock(&self.slot);
+        slot.as_ref()
+            .filter(|(at, _)| now.saturating_duration_since(*at) < max_age)
+            .map(|(_, value)| Arc::clone(value))
+    }
+
     /// The cached value if younger than `max_age` at `now`, else a new one
     /// from `refresh(previous)`.
     pub fn get(
@@ -128,6 +142,11 @@ mod tests {
             prev.copied().unwrap_or(0) + 1
         });
         assert_eq!((*next, calls), (2, 2));
+        assert_eq!(
+            cache.fresh(start + Duration::from_secs(9), max).as_deref(),
+            Some(&2)
+        );
+        assert!(cache.fresh(start + Duration::from_secs(10), max).is_none());
     }
 
     #[test]

@@ -6,6 +6,7 @@ use serde::Serialize;
 
 use super::fairness::Fairness;
 use super::history::{MinuteCount, RunHistory};
+use super::rollouts::Rollouts;
 use crate::schedule::{ConvergeStatus, SchedulerStats, Ts};
 
 /// Counters of this process's run service (as `/metrics` shows them).
@@ -119,9 +120,12 @@ pub struct Inputs<'a> {
     /// Successful `/node` answers (the request timings), if timed.
     pub enc_latency: Option<Cumulative>,
     pub replicas: Vec<Replica>,
+    /// Replicas further behind are taken out of rotation.
+    pub replica_max_lag_bytes: u64,
     pub outbox: Option<Outbox>,
     pub spool: Option<Spool>,
     pub fairness: Fairness,
+    pub rollouts: Rollouts,
 }
 
 /// A snapshot as served, with what the next one needs for rates.
@@ -133,6 +137,14 @@ pub struct Published {
     /// Hosts per pool whose last run is older than `max_interval` (also
     /// exported in `/metrics`).
     pub beyond_max_interval: Vec<(String, usize)>,
+    /// The same by hostgroup: only hostgroups with such hosts, at most
+    /// the fairness table's rows, worst first.
+    pub beyond_max_interval_by_hostgroup: Vec<(String, usize)>,
+    /// Hostgroups with hosts beyond `max_interval` (listed or not).
+    pub hostgroups_beyond: usize,
+    /// Converge requests not yet done.
+    pub converges_in_progress: usize,
+    pub rollouts: Rollouts,
     pub json: String,
 }
 
@@ -230,9 +242,11 @@ pub struct Stats {
     pub converges: Vec<ConvergeView>,
     pub enc: EncView,
     pub replicas: Vec<Replica>,
+    pub replica_max_lag_bytes: u64,
     pub outbox: Option<Outbox>,
     pub spool: Option<Spool>,
     pub fairness: Fairness,
+    pub rollouts: Rollouts,
 }
 
 fn share(part: u64, whole: u64) -> Option<f64> {
@@ -259,9 +273,11 @@ pub fn build(inputs: Inputs<'_>, previous: Option<&Published>) -> (Stats, u64) {
         enc,
         enc_latency,
         replicas,
+        replica_max_lag_bytes,
         outbox,
         spool,
         fairness,
+        rollouts,
     } = inputs;
     let servers = scheduler
         .servers
@@ -350,9 +366,11 @@ pub fn build(inputs: Inputs<'_>, previous: Option<&Published>) -> (Stats, u64) {
                 .map(|now| latency(now, previous.and_then(|p| p.enc_latency.as_ref()))),
         },
         replicas,
+        replica_max_lag_bytes,
         outbox,
         spool,
         fairness,
+        rollouts,
     };
     (stats, enc_requests)
 }
@@ -367,7 +385,17 @@ pub fn publish(inputs: Inputs<'_>, previous: Option<&Published>) -> Published {
         .iter()
         .map(|p| (p.pool.clone(), p.beyond_max_interval))
         .collect();
+    let hostgroups = &inputs.fairness.hostgroups;
+    let beyond_max_interval_by_hostgroup = hostgroups
+        .worst
+        .iter()
+        .filter(|g| g.beyond_max_interval > 0)
+        .map(|g| (g.hostgroup.clone(), g.beyond_max_interval))
+        .collect();
+    let hostgroups_beyond = hostgroups.with_hosts_beyond;
+    let rollouts = inputs.rollouts.clone();
     let (stats, enc_requests) = build(inputs, previous);
+    let converges_in_progress = stats.converges.len();
     let json = serde_json::to_string(&stats).unwrap_or_else(|e| {
         // Only non-string map keys fail; none here, but never panic a request.
         format!("{{\"error\":{:?}}}", e.to_string())
@@ -377,6 +405,10 @@ pub fn publish(inputs: Inputs<'_>, previous: Option<&Published>) -> Published {
         enc_requests,
         enc_latency,
         beyond_max_interval,
+        beyond_max_interval_by_hostgroup,
+        hostgroups_beyond,
+        converges_in_progress,
+        rollouts,
         json,
     }
 }
@@ -434,17 +466,20 @@ mod tests {
             enc,
             enc_latency: None,
             replicas: Vec::new(),
+            replica_max_lag_bytes: 1024,
             outbox: None,
             spool: None,
             fairness: Fairness::of(
                 [HostAges {
                     pool: "dc1",
+                    hostgroup: "base/web",
                     since_run: Some(1.0),
                     since_success: None,
                     success_estimated: false,
                 }],
                 600.0,
             ),
+            rollouts: Rollouts::of(Ok(None)),
         }
     }
 
@@ -512,6 +547,10 @@ mod tests {
             enc_requests: 40,
             enc_latency: None,
             beyond_max_interval: Vec::new(),
+            beyond_max_interval_by_hostgroup: Vec::new(),
+            hostgroups_beyond: 0,
+            converges_in_progress: 0,
+            rollouts: Rollouts::of(Ok(None)),
             json: String::new(),
         };
         let later = EncCounts {
@@ -528,6 +567,15 @@ mod tests {
         assert_eq!(doc["runs"]["granted_schedule"], 3);
         assert_eq!(doc["pools"][0]["cycle_secs"], serde_json::Value::Null);
         assert_eq!(doc["fairness"]["since_run"]["hosts"], 1);
+        assert_eq!(
+            doc["fairness"]["hostgroups"]["worst"][0]["hostgroup"],
+            "base/web"
+        );
+        assert_eq!(doc["replica_max_lag_bytes"], 1024);
+        assert_eq!(doc["rollouts"]["source"], "not_installed");
+        assert_eq!(published.converges_in_progress, 1);
+        // The one host ran a second ago: no hostgroup is behind.
+        assert!(published.beyond_max_interval_by_hostgroup.is_empty());
         assert_eq!(published.enc_requests, 60);
         // What /metrics exports: the fairness panel's per-pool count.
         assert_eq!(

@@ -1,6 +1,7 @@
 //! The only module with SQL: connection pools for the primary and the read
 //! replicas; Foreman's schema for the ENC (`foreman`) and for scheduling
-//! (`host_params`, `runs`); the bridge's own schema (`pvc`).
+//! (`host_params`, `runs`); the rollout plugin's tables, when installed
+//! (`rollouts`); the bridge's own schema (`pvc`).
 //!
 //! Reads go round robin to the replicas routing finds usable (`health`:
 //! checked by the monitor task, `monitor`, for replay lag and failures); a
@@ -13,6 +14,7 @@ pub mod health;
 pub mod host_params;
 pub mod monitor;
 pub mod pvc;
+pub mod rollouts;
 pub mod runs;
 
 use std::str::FromStr;
@@ -244,6 +246,13 @@ impl Db {
 
     pub fn replica_count(&self) -> usize {
         self.replicas.len()
+    }
+
+    /// A replica further behind the primary than this many bytes of WAL is
+    /// taken out of rotation (`database.max_lag_bytes`, applied by the
+    /// health monitor; the default until it starts).
+    pub fn max_lag_bytes(&self) -> u64 {
+        self.router_mut().settings().max_lag_bytes
     }
 
     /// Each replica's label (`host:port`, no credentials) and state, for

@@ -18,6 +18,7 @@ mod metrics_histograms;
 mod replicas;
 mod runs;
 mod secrets;
+mod status_panels;
 mod status_poll;
 mod support;
 mod tls;
