@@ -1,6 +1,7 @@
 // The status page in headless Chromium (Debian's chromium, driven by
 // playwright-core): the page loads with its script, polls /stats, draws
-// its charts with data points, shows the same numbers /metrics does, fits
+// its charts with data points, shows the same numbers /metrics does (the
+// rollouts and the hostgroups behind max_interval too), fits
 // a laptop and a wall screen, and a screenshot is saved.
 //
 //   node status-page.mjs http://127.0.0.1:8081 ../../docs/status-page.png
@@ -36,6 +37,24 @@ function metric(text, name, labels = "") {
     found = true;
   }
   return found ? sum : null;
+}
+/** Every sample of a metric: [{labels: {k: v}, value}]. */
+function samples(text, name) {
+  const out = [];
+  for (const line of text.split("\n")) {
+    const m = line.match(/^([a-z_]+)(\{[^}]*\})?\s+(\S+)$/);
+    if (!m || m[1] !== name) continue;
+    const labels = {};
+    for (const [, k, v] of (m[2] || "").matchAll(/([a-z_]+)="((?:[^"\\]|\\.)*)"/g)) labels[k] = v;
+    out.push({ labels, value: Number(m[3]) });
+  }
+  return out;
+}
+function bytes(b) {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let i = 0;
+  while (b >= 1024 && i < units.length - 1) { b /= 1024; i++; }
+  return (i ? b.toFixed(1) : b) + " " + units[i];
 }
 function series(text, name) {
   return text.split("\n").filter((l) => l.startsWith(name + "{") || l.startsWith(name + " ")).length;
@@ -133,6 +152,62 @@ try {
   const timed = await read("enc.latency.mean");
   check(timed !== "not timed" && series(metrics, "pvc_bridge_http_request_duration_seconds_count") > 0,
     `ENC answer time: page ${timed}, /metrics has no request durations`);
+
+  // Rollouts: every rollout /metrics has, with its wave and host counts.
+  const rollouts = samples(metrics, "pvc_bridge_rollout_waves");
+  check(metric(metrics, "pvc_bridge_rollout_plugin_installed") === 1, "the rollout plugin's tables are not seen");
+  check(rollouts.length === 2, `${rollouts.length} rollouts in /metrics, the demo has 2`);
+  check(await page.$eval("#rollouts", (n) => n.dataset.source) === "read", "the rollouts panel did not read the plugin's tables");
+  const shown = await page.$$eval("[data-rollout]", (boxes) => boxes.map((b) => ({
+    name: b.dataset.rollout,
+    wave: b.querySelector("[data-wave]").dataset.wave,
+    segments: b.querySelectorAll(".stack span").length,
+    all: Object.fromEntries([...b.querySelectorAll("[data-all]")].map((n) => [n.dataset.all, Number(n.textContent.replace(/,/g, ""))])),
+  })));
+  check(shown.length === rollouts.length, `${shown.length} rollouts on the page, ${rollouts.length} in /metrics`);
+  let rolloutHosts = 0;
+  for (const { labels, value: waves } of rollouts) {
+    const box = shown.find((b) => b.name === labels.rollout);
+    if (!check(box, `rollout ${labels.rollout} is not on the page`)) continue;
+    const current = metric(metrics, "pvc_bridge_rollout_current_wave", `rollout="${labels.rollout}"`);
+    check(box.wave === `${current}/${waves}`, `rollout ${labels.rollout}: page wave ${box.wave}, /metrics ${current}/${waves}`);
+    check(box.segments > 0, `rollout ${labels.rollout}: no progress bar`);
+    for (const outcome of ["ok", "failed", "unreachable", "pending"]) {
+      const want = metric(metrics, "pvc_bridge_rollout_hosts", `rollout="${labels.rollout}",outcome="${outcome}"`);
+      check(box.all[outcome] === want, `rollout ${labels.rollout}: page ${outcome} ${box.all[outcome]}, /metrics ${want}`);
+      rolloutHosts += want;
+    }
+  }
+  check(metric(metrics, "pvc_bridge_rollouts_paused_by_failures") === 1, "the paused rollout is not counted as paused by failures");
+
+  // Hostgroups: the rows behind max_interval are the series of /metrics.
+  const groups = await page.$$eval("#fair-hostgroups tbody tr", (rows) => rows.map((r) => ({
+    name: r.dataset.hostgroup,
+    hosts: Number(r.cells[1].textContent.replace(/,/g, "")),
+    beyond: Number(r.cells[2].textContent.replace(/,/g, "")),
+  })));
+  const behind = samples(metrics, "pvc_bridge_hosts_beyond_max_interval_by_hostgroup");
+  const groupTotal = asNumber(await read("fairness.hostgroups.total"));
+  check(groups.length === Math.min(groupTotal, 20), `${groups.length} hostgroup rows of ${groupTotal}`);
+  check(behind.length > 0, "no hostgroup with hosts beyond max_interval in /metrics (the demo's stopped hosts)");
+  check(asNumber(await read("fairness.hostgroups.with_hosts_beyond")) === metric(metrics, "pvc_bridge_hostgroups_beyond_max_interval"),
+    "hostgroups behind: page and /metrics differ");
+  for (const { labels, value } of behind) {
+    const row = groups.find((g) => g.name === labels.hostgroup);
+    check(row && row.beyond === value, `hostgroup ${labels.hostgroup}: page ${row && row.beyond} beyond, /metrics ${value}`);
+  }
+  check(groups.filter((g) => g.beyond > 0).length === behind.length, "hostgroup rows behind differ from /metrics");
+  check(groups.slice(1).every((g, i) => groups[i].beyond >= g.beyond), "hostgroups are not worst first");
+  const groupHosts = groups.reduce((a, g) => a + g.hosts, 0);
+  if (groupTotal <= 20) check(groupHosts === metric(metrics, "pvc_bridge_hosts"), `hostgroup rows hold ${groupHosts} hosts, /metrics ${metric(metrics, "pvc_bridge_hosts")}`);
+  const behindHosts = behind.reduce((a, b) => a + b.value, 0);
+  check(behindHosts === metric(metrics, "pvc_bridge_hosts_beyond_max_interval"), `by hostgroup ${behindHosts} hosts behind, by pool ${metric(metrics, "pvc_bridge_hosts_beyond_max_interval")}`);
+
+  // Gauges the page names: the lag bound, converge requests.
+  check(await read("replicas.max_lag") === bytes(metric(metrics, "pvc_bridge_replica_max_lag_bytes")), "the replica lag bound differs from /metrics");
+  check(asNumber(await read("converges.count")) === metric(metrics, "pvc_bridge_converge_requests_in_progress"), "converge requests in progress differ from /metrics");
+  check(samples(metrics, "pvc_bridge_pool_utilization_target").length === want.pools, "a pool lacks its utilisation target");
+
   const badge = await page.$eval("#state", (n) => n.textContent);
   check(badge === "ok" || badge === "attention", `status badge says ${badge}`);
 
@@ -147,7 +222,8 @@ try {
   check(errors.length === 0, `errors in the page: ${errors.join("; ")}`);
   check(foreign.length === 0, `requests outside the bridge: ${foreign.join(", ")}`);
   summary = `status page: ${charts.length} run charts (${runPoints} points, ${runTotal} runs), ` +
-    `2 fairness charts, ${bars} servers, ${got.replicas} replicas; granted ${got.granted}, ` +
+    `2 fairness charts, ${bars} servers, ${got.replicas} replicas, ${groups.length} hostgroups ` +
+    `(${behind.length} behind), ${shown.length} rollouts (${rolloutHosts} hosts); granted ${got.granted}, ` +
     `forced ${got.forced}, cache hits ${got.hits}, reports ${got.reports} as in /metrics`;
 } catch (error) {
   failures.push(String(error && error.stack || error));

@@ -113,6 +113,75 @@
     return svg;
   }
 
+  const OUTCOMES = ["ok", "failed", "unreachable", "pending"];
+
+  // One rollout: name, flag, state, "wave k of n", the current wave's hosts
+  // as a stacked bar, and every wave's hosts together.
+  function rolloutBox(r) {
+    const box = html("div", null, "rollout" + (r.paused_by_failures || r.state === "aborted" ? " attention" : ""));
+    box.dataset.rollout = r.name;
+    const head = html("div", null, "head");
+    head.append(html("b", r.name), html("code", `${r.flag_name}=${r.flag_value}`), html("span", r.state, "tag " + r.state));
+    const w = r.current;
+    const waveText = w ? `wave ${w.number} of ${r.waves} (${w.state})` : `${r.waves} waves, none started`;
+    const wave = html("span", waveText);
+    wave.dataset.wave = w ? `${w.number}/${r.waves}` : `0/${r.waves}`;
+    head.append(wave);
+    if (w && w.awaiting_approval) head.append(html("span", "awaiting approval", "tag paused"));
+    if (r.paused_by_failures) head.append(html("span", "paused by failures", "down"));
+    box.append(head);
+    if (w) {
+      const bar = html("div", null, "stack");
+      bar.setAttribute("role", "img");
+      bar.setAttribute("aria-label", `current wave: ${OUTCOMES.map((o) => `${w.hosts[o]} ${o}`).join(", ")}`);
+      for (const o of OUTCOMES) {
+        if (!w.hosts[o]) continue;
+        const seg = html("span", null, o);
+        seg.style.width = ((100 * w.hosts[o]) / Math.max(1, w.hosts.total)).toFixed(2) + "%";
+        seg.title = `${w.hosts[o]} ${o}`;
+        bar.append(seg);
+      }
+      box.append(bar);
+      const meta = html("div", null, "meta");
+      meta.append(document.createTextNode(`this wave: ${OUTCOMES.map((o) => `${num(w.hosts[o])} ${o}`).join(" · ")}`));
+      if (w.deadline_ms) meta.append(document.createTextNode(`; deadline ${new Date(w.deadline_ms).toLocaleTimeString()}`));
+      box.append(meta);
+      if (w.gate_reason) box.append(html("div", `gate: ${w.gate_reason}`, "meta down"));
+    }
+    const all = html("div", null, "meta");
+    all.append(document.createTextNode("all waves: "));
+    OUTCOMES.forEach((o, i) => {
+      const n = html("span", num(r.hosts[o]));
+      n.dataset.all = o;
+      all.append(n, document.createTextNode(` ${o}` + (i < OUTCOMES.length - 1 ? " · " : "")));
+    });
+    all.append(document.createTextNode(` of ${num(r.hosts.total)} hosts`));
+    box.append(all);
+    if (r.status_reason) box.append(html("div", r.status_reason, "meta"));
+    return box;
+  }
+
+  function renderRollouts(p) {
+    const root = document.getElementById("rollouts");
+    root.replaceChildren();
+    root.dataset.source = p.source;
+    if (p.source === "not_installed") {
+      root.append(html("p", "The rollout plugin (foreman_pvc) is not installed in Foreman: no rollouts to show.", "muted"));
+      return;
+    }
+    if (p.source === "unavailable") {
+      root.append(html("p", `Rollouts could not be read: ${p.error}`, "down"));
+      return;
+    }
+    if (!p.rollouts.length) {
+      root.append(html("p", "No rollout running, paused or finished in the last hour.", "muted"));
+      return;
+    }
+    const list = html("div", null, "rollouts");
+    for (const r of p.rollouts) list.append(rolloutBox(r));
+    root.append(list);
+  }
+
   function lastHour(series) {
     const n = series.scheduled.length;
     let sum = 0;
@@ -176,6 +245,28 @@
       fairRows.appendChild(tr);
     }
 
+    const g = f.hostgroups;
+    field("fairness.hostgroups.total", num(g.total));
+    field("fairness.hostgroups.with_hosts_beyond", num(g.with_hosts_beyond));
+    const groupRows = document.querySelector("#fair-hostgroups tbody");
+    groupRows.replaceChildren();
+    const pair = (a, b) => `${secs(a)} / ${secs(b)}`;
+    for (const h of g.worst) {
+      const tr = html("tr");
+      tr.dataset.hostgroup = h.hostgroup;
+      tr.append(html("td", h.hostgroup), html("td", num(h.hosts), "num"),
+        html("td", num(h.beyond_max_interval), "num" + (h.beyond_max_interval ? " down" : "")), html("td", num(h.never_ran), "num"),
+        html("td", pair(h.since_run_p50_secs, h.since_run_p90_secs), "num"), html("td", secs(h.since_run_max_secs), "num"),
+        html("td", pair(h.since_success_p50_secs, h.since_success_p90_secs), "num"));
+      groupRows.appendChild(tr);
+    }
+    const more = document.getElementById("fair-hostgroups-more");
+    more.hidden = !g.more;
+    more.textContent = g.more ? `${num(g.more)} more hostgroups, none worse than the last row` : "";
+
+    renderRollouts(s.rollouts);
+
+    field("converges.count", num(s.converges.length));
     const converges = document.getElementById("converges");
     converges.replaceChildren();
     if (!s.converges.length) converges.appendChild(html("p", "none", "muted"));
@@ -201,13 +292,14 @@
     field("enc.latency.percentiles", lat ? `${ms(lat.p50_ms)} / ${lat.p99_ms === null && lat.requests ? "> 10 s" : ms(lat.p99_ms)}` : "–");
 
     field("replicas.count", num(s.replicas.length));
+    field("replicas.max_lag", bytes(s.replica_max_lag_bytes));
     const reps = document.querySelector("#replicas tbody");
     reps.replaceChildren();
     for (const rep of s.replicas) {
       const tr = html("tr");
       tr.dataset.replica = rep.label;
       const state = rep.usable ? "in rotation" : rep.up ? "up, out of rotation" : "DOWN";
-      tr.append(html("td", rep.label), html("td", state, rep.usable ? "" : "down"), html("td", rep.lag_bytes === null ? "–" : bytes(rep.lag_bytes), "num"), html("td", num(rep.reads), "num"));
+      tr.append(html("td", rep.label), html("td", state, rep.usable ? "" : "down"), html("td", `${rep.lag_bytes === null ? "–" : bytes(rep.lag_bytes)} / ${bytes(s.replica_max_lag_bytes)}`, "num" + (rep.lag_bytes > s.replica_max_lag_bytes ? " down" : "")), html("td", num(rep.reads), "num"));
       reps.appendChild(tr);
     }
 
@@ -217,7 +309,8 @@
     field("spool.records", s.spool ? num(s.spool.records) : "no spool");
     field("spool.bytes", s.spool ? bytes(s.spool.bytes) : "–");
 
-    const bad = s.pools.some((p) => p.shortage) || s.servers.some((x) => !x.up) || s.replicas.some((x) => !x.usable);
+    const bad = s.pools.some((p) => p.shortage) || s.servers.some((x) => !x.up) || s.replicas.some((x) => !x.usable) ||
+      s.rollouts.paused_by_failures > 0;
     const badge = document.getElementById("state");
     badge.textContent = bad ? "attention" : "ok";
     badge.className = "badge " + (bad ? "bad" : "ok");
