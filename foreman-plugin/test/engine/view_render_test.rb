@@ -57,11 +57,26 @@ class ViewRenderTest < ActiveSupport::TestCase
     refute_includes html, %(action="/foreman_pvc/rollouts/#{r.id}/pause")
   end
 
+  test 'show: a finished rollout has no next wave, whatever its promotion' do
+    r = rollout_with_progress
+    r.update!(promotion: 'approved')
+    html = render('foreman_pvc/rollouts/show', rollout: r, waves: r.wave_records.includes(:wave_hosts),
+                                               transitions: r.transitions)
+    assert_includes html, 'waits for an approval'
+    r.fire!(:abort, by: 'alice', at: T0 + 120, reason: 'stopped by hand')
+    html = render('foreman_pvc/rollouts/show', rollout: r, waves: r.wave_records.includes(:wave_hosts),
+                                               transitions: r.transitions)
+    assert_includes html, 'none: the rollout is over'
+    refute_includes html, 'waits for an approval'
+  end
+
   test 'index: each rollout with its state and a link' do
     r = rollout_with_progress
     html = render('foreman_pvc/rollouts/index', rollouts: ForemanPvc::StagedRollout.all)
     assert_includes html, %(href="/foreman_pvc/rollouts/#{r.id}">ntp-v2</a>)
     assert_includes html, 'label-warning'
+    # A long flag is cut with an ellipsis (its whole text in the title), not drawn over the next column.
+    assert_includes html, '<td class="ellipsis" title="update_flag=true"><code>update_flag=true</code></td>'
     assert_equal 'Rollouts', @view.page_title
     assert_includes @view.title_actions_given.join, 'href="/foreman_pvc/rollouts/new"'
   end
