@@ -2,7 +2,7 @@
 CARGO ?= cargo
 PG_DIR ?= .demo/pg
 
-.PHONY: test deps-test deny deps demo bench bench-host bench-facts bench-agent bench-changes bench-e2e pg-up pg-down
+.PHONY: test deps-test deny deps demo bench bench-enc bench-host bench-facts bench-agent bench-changes bench-e2e bench-simulate pg-up pg-down
 
 ## test: formatting, lints, the supply-chain check (cargo deny), every
 ## crate's tests (the end-to-end suite with Debian's real puppetserver and
@@ -38,13 +38,28 @@ deps:
 demo:
 	bash scripts/demo.sh
 
-## bench: the load benchmarks: the ENC (10K-host fleet), then /host (100K-host
-## fleet), then fact uploads (30 KB facts, forwarding and audit trail on); results go
-## to docs/benchmarks.md
+## bench: every benchmark of the repository, each beside its baseline measured
+## in the same run: the ENC (10K-host fleet; against /healthz and an ENC built by
+## SQL on every request), /host (100K hosts), fact uploads, pvc-agent, the change
+## feed, the real-Puppet end-to-end suite (root), the simulated day (against
+## runinterval + splay and cron). Rewrites docs/benchmarks.md and its charts in
+## docs/bench/ (about 45 minutes on 2 cores)
 bench:
 	bash bench/enc.sh
 	bash bench/host.sh
 	bash bench/facts.sh
+	bash bench/agent.sh
+	bash bench/changes.sh
+	bash bench/e2e.sh
+	bash bench/simulate.sh
+
+## bench-enc: the ENC benchmark alone; rewrites its section of docs/benchmarks.md
+bench-enc:
+	bash bench/enc.sh
+
+## bench-simulate: the simulated day alone (SIM_ARGS: more `pvc-bridge simulate` options); rewrites its section
+bench-simulate:
+	bash bench/simulate.sh
 
 ## bench-host: the /host benchmark alone; rewrites its section of docs/benchmarks.md
 bench-host:

@@ -10,6 +10,8 @@
 #   3. /healthz max req/s (the baseline), warm ENC max req/s, warm ENC and
 #      /healthz latency at a fixed open-loop rate, cold-cache latency (each
 #      host's first request, so each is a replica load);
+#      then the uncached baseline: the same bridge with `cache.documents =
+#      false`, every request built by SQL (max req/s, latency at COLD_RATE);
 #   4. memory: the fleet grown to 100K hosts, every document cached, RSS
 #      against the documents' size; then the same under a 50 MiB byte budget.
 # Raw results (oha JSON, driver JSON, bridge logs) go to bench/runs/<date>-enc/
@@ -117,6 +119,10 @@ loads=$(metric pvc_bridge_enc_loads_total)
 oha_run enc-rate -c "$CONNS" -q "$RATE" --latency-correction -z "$DURATION" \
   --urls-from-file "$RUN_DIR/urls-small.txt"
 fact enc_rate_new_loads "$(( $(metric pvc_bridge_enc_loads_total) - loads ))"
+# The warm ENC at the cold runs' rate too: the same rate as the uncached
+# baseline below.
+oha_run enc-rate-low -c "$CONNS" -q "$COLD_RATE" --latency-correction -z "$DURATION" \
+  --urls-from-file "$RUN_DIR/urls-small.txt"
 
 # ---------------------------------------------------------------------------
 # Cold cache: each host's FIRST request, open loop
@@ -157,6 +163,25 @@ fact warmlayers_layer_loads_after "$(metric pvc_bridge_enc_layer_loads_total)"
 python3 -c "import random, sys; h = open(sys.argv[1]).read().split(); random.Random(1).shuffle(h); print('\n'.join(h[-200:]))" \
   "$RUN_DIR/paths-small.txt" >"$RUN_DIR/paths-single.txt"
 drive cold-single --concurrency 1 --paths "$RUN_DIR/paths-single.txt"
+stop_bridge
+
+# ---------------------------------------------------------------------------
+# Baseline: an ENC built by SQL on every request (no document cache)
+# ---------------------------------------------------------------------------
+# The same bridge with `cache.documents = false`: each request runs the
+# host's queries on the replica and builds the document, as an ENC without a
+# cache does (the shared layers stay in memory, so this is the best case of
+# one). Same URLs, same connections, same rates as the warm runs above.
+start_bridge uncached PVC_CACHE__DOCUMENTS=false
+urls "$RUN_DIR/paths-small.txt" "$RUN_DIR/urls-uncached.txt"  # this bridge's port
+drive uncached-prime --concurrency 4 --paths <(head -n 100 "$RUN_DIR/paths-small.txt")
+loads=$(metric pvc_bridge_enc_loads_total)
+cpu >"$RUN_DIR/cpu-uncached-before.json"
+oha_run uncached-max -c "$CONNS" -z "$DURATION" --urls-from-file "$RUN_DIR/urls-uncached.txt"
+cpu >"$RUN_DIR/cpu-uncached-after.json"
+fact uncached_max_loads "$(( $(metric pvc_bridge_enc_loads_total) - loads ))"
+oha_run uncached-rate -c "$CONNS" -q "$COLD_RATE" --latency-correction -z "$DURATION" \
+  --urls-from-file "$RUN_DIR/urls-uncached.txt"
 stop_bridge
 
 # ---------------------------------------------------------------------------

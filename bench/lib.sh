@@ -32,6 +32,12 @@ free_port() {
 
 # bench_init NAME: RUN_DIR (raw results, git-ignored) and its FACTS file.
 bench_init() {
+  # The reports draw their charts with matplotlib (PyPI, into whichever
+  # python3 runs them).
+  if ! python3 -c 'import matplotlib' 2>/dev/null; then
+    log "installing matplotlib from PyPI (the reports' charts)"
+    python3 -m pip install --quiet --disable-pip-version-check matplotlib
+  fi
   RUN_ID=$(date -u +%Y-%m-%dT%H-%M-%SZ)
   RUN_DIR=bench/runs/$RUN_ID${1:+-$1}
   mkdir -p "$RUN_DIR"

@@ -21,15 +21,19 @@ import report_e2e  # noqa: E402
 import report_enc  # noqa: E402
 import report_facts  # noqa: E402
 import report_host  # noqa: E402
+import report_simulate  # noqa: E402
+import report_util  # noqa: E402
 from report_util import load_facts, write_section  # noqa: E402
 
 
 def main():
     run, out_path = sys.argv[1], sys.argv[2]
+    report_util.CHART_DIR = os.path.join(os.path.dirname(os.path.abspath(out_path)), "bench")
     # Runs from before the host benchmark have no `bench` fact: ENC.
     name = load_facts(run).get("bench", "enc")
     text, summary = {"enc": report_enc, "host": report_host, "facts": report_facts,
-                    "agent": report_agent, "changes": report_changes, "e2e": report_e2e}[name].render(run)
+                    "agent": report_agent, "changes": report_changes, "e2e": report_e2e,
+                    "simulate": report_simulate}[name].render(run)
     write_section(out_path, name, text)
     print(summary)
 

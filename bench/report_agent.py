@@ -8,7 +8,7 @@ against its target and says "missed" plainly when it is.
 
 import os
 
-from report_util import SUMMARY_HEAD, load_facts, missed_lines, nearest_rank as pct, run_rows, verdict
+from report_util import SUMMARY_HEAD, load_facts, missed_lines, nearest_rank as pct, panels, run_rows, verdict
 
 # Targets (from the issue): idle RSS, idle CPU ("≈ 0": below 0.1% of one
 # core), file change → Puppet started when the bridge grants.
@@ -80,6 +80,13 @@ def render(run):
     w(f"| file change → Puppet started, p95 | {ms(a[95])} | {ms(b[95])} | | | |")
     w(f"| file change → Puppet started, max | {ms(a[100])} | {ms(b[100])} | | ≤ 1 s | "
       f"{verdict(met['latency'])} |")
+    w("")
+    agent_bar, base_bar = ("pvc-agent", "measured"), ("baseline: inotifywait + curl", "baseline")
+    w(panels("agent", "File change → Puppet started: pvc-agent against inotifywait + curl, same run", [
+        (f"{label} of {len(agent)} changes", "ms",
+         [(*agent_bar, None if a[p] is None else a[p] * 1000), (*base_bar, None if b[p] is None else b[p] * 1000)])
+        for label, p in (("median", 50), ("p95", 95), ("max", 100))
+    ]))
     w("")
     w("### What was measured")
     w("")

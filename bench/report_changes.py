@@ -9,7 +9,7 @@ plainly when it is.
 import os
 import statistics
 
-from report_util import SUMMARY_HEAD, load_facts, missed_lines, nearest_rank as pct, oha, run_rows, verdict
+from report_util import SUMMARY_HEAD, load_facts, missed_lines, nearest_rank as pct, oha, panels, run_rows, verdict
 
 # Targets: the "within 1 s of reaching the replica (p99)"; what the
 # triggers may add to one of Foreman's writes: 1% of the 80.4 ms median that
@@ -95,6 +95,13 @@ def render(run):
         w(f"| {label}: time added per write | {added[name]:.3f} ms ({fe['lat']:.3f} ms) | {b['lat']:.3f} ms | "
           f"{fe['lat'] / b['lat']:.2f}× | ≤ {TARGET_ADDED_MS:.2f} ms (1% of a Foreman request) | "
           f"{verdict(met[name])} |")
+    w("")
+    short = {"report": "a report's host update", "edit": "a watched edit", "param": "a parameter added + removed"}
+    feed_bar, base_bar = ("with the change feed's triggers", "measured"), ("baseline: no triggers", "baseline")
+    w(panels("changes", "Foreman's writes (pgbench on the primary): latency per transaction, same run", [
+        (short[name], "ms per tx", [(*feed_bar, per[(name, "feed")]["lat"]), (*base_bar, per[(name, "baseline")]["lat"])])
+        for name, _ in WORKLOADS
+    ]))
     w("")
     w("### Foreman's writes (pgbench on the primary)")
     w("")

@@ -11,7 +11,7 @@ import re
 import statistics
 
 from report_util import (LATENCY_CORRECTION, SUMMARY_HEAD, alternating, between, cpu_delta, load_facts,
-                         load_json, missed_lines, ms, oha, outcomes, run_rows, slower, throughput_lines,
+                         load_json, missed_lines, ms, oha, outcomes, panels, run_rows, slower, throughput_lines,
                          verdict)
 
 # Targets (from the issue) and the comparison anchor (tests/fixtures/foreman/README.md).
@@ -138,6 +138,17 @@ def render(run):
     }
 
     capacity = warm_small["achieved_rps"]  # closed-loop first loads of every host
+
+    # The uncached baseline (runs from before it have none).
+    uncached = None
+    if os.path.exists(os.path.join(run, "uncached-max.json")):
+        uncached = {
+            "max": oha(run, "uncached-max"),
+            "rate": oha(run, "uncached-rate"),
+            "warm_rate": oha(run, "enc-rate-low"),
+            "cpu": cpu_delta(run, "cpu-uncached-before", "cpu-uncached-after"),
+            "loads": int(f["uncached_max_loads"]),
+        }
     lines = []
     w = lines.append
     w("## ENC: `GET /node/<fqdn>?format=yml`")
@@ -185,6 +196,31 @@ def render(run):
       f"{rss / body_total:.2f}× | ≤ 1.3 × documents + 100 MB = {rss_target / MB:,.0f} MB | {verdict(met['rss'])} |")
     w(f"| byte budget {budget / 2**20:g} MiB, all {hosts_big:,} hosts requested | weight {b_weight / MB:,.1f} MB, RSS {b_rss / MB:,.0f} MB | "
       f"unbounded: RSS {rss / MB:,.0f} MB | {b_rss / rss:.2f}× | weight ≤ budget, RSS lower | {verdict(met['budget'])} |")
+    if uncached:
+        u_max, u_rate, w_low = uncached["max"], uncached["rate"], uncached["warm_rate"]
+        times = f"{e_max['rps'] / u_max['rps']:,.1f}×" if u_max["rps"] else "no uncached answers: see below"
+        w(f"| warm ENC max throughput against an ENC built by SQL on every request (closed loop, {conns} conns) | "
+          f"{e_max['rps']:,.0f} req/s | uncached {u_max['rps']:,.0f} req/s | {times} | — | |")
+        w(f"| ENC latency p99 at {cold_rate:,.0f} req/s open loop: warm against uncached | "
+          f"{ms(w_low['pct'].get('p99'), 3)} | uncached {ms(u_rate['pct'].get('p99'), 3)} | "
+          f"{slower(u_rate['pct'].get('p99'), w_low['pct'].get('p99')) + ' faster' if u_rate['ok'] else '–'} | — | |")
+    w("")
+    healthz_bar = ("/healthz", "baseline")
+    cached_bar = ("ENC, cached", "measured")
+    sql_bar = ("ENC, SQL on every request", "baseline2")
+    first_bar = ("ENC, a host's first request (drive.py)", "baseline3")
+    items = [(f"max throughput, closed loop ({conns} conns)", "req/s",
+              [(*healthz_bar, h_max["rps"]), (*cached_bar, e_max["rps"])]
+              + ([(*sql_bar, uncached["max"]["rps"])] if uncached else []))]
+    if uncached:
+        for q in ("p50", "p99"):
+            items.append((f"latency {q} at {cold_rate:g} req/s", "ms",
+                          [(*cached_bar, uncached["warm_rate"]["pct"].get(q)),
+                           (*sql_bar, uncached["rate"]["pct"].get(q)),
+                           (*first_bar, warm_layers["latency_ms"].get(q))]))
+    items.append((f"latency p99 at {rate:g} req/s", "ms",
+                  [(*healthz_bar, h_rate["pct"].get("p99")), (*cached_bar, e_rate["pct"].get("p99"))]))
+    w(panels("enc", "ENC: cached against SQL on every request and /healthz, same run", items, columns=4))
     w("")
     w(f"Anchor: {FOREMAN_ANCHOR}. The bridge's warm ENC answered in "
       f"{ms(e_rate['pct'].get('p50'), 3)} median at {rate:,.0f} req/s, cold (first request of a host) in "
@@ -214,6 +250,35 @@ def render(run):
     w("")
     w(f"New loads during the warm ENC run: {f['enc_rate_new_loads']}.")
     w("")
+    if uncached:
+        u_max, u_rate, w_low, u_cpu = uncached["max"], uncached["rate"], uncached["warm_rate"], uncached["cpu"]
+        w("### Against an ENC without a cache: SQL on every request")
+        w("")
+        w("The same bridge restarted with `PVC_CACHE__DOCUMENTS=false` (`cache.documents`): every request runs "
+          "the host's queries on the replica and builds its document, as an ENC without a document cache does. "
+          "Its shared layers (settings, hostgroups, taxonomies …) stay in memory, so this is the best such an "
+          "ENC could do with the same queries; Foreman itself (the anchor above) does far more per request. "
+          f"Same URLs ({int(f['hosts_small']):,} hosts, random), same {conns} connections, "
+          f"`oha -z {duration}` closed loop, then `-q {cold_rate:g} --latency-correction`; the cached bridge's "
+          f"run at {cold_rate:g} req/s was made above, before the cold runs.")
+        w("")
+        w("| run | req/s (200s) | p50 | p90 | p99 | p99.9 | other outcomes |")
+        w("|---|---:|---:|---:|---:|---:|---|")
+        for label, r in ((f"cached, closed loop (median of {repeats})", e_max),
+                         ("SQL every request, closed loop", u_max),
+                         (f"cached, {cold_rate:g} req/s open loop", w_low),
+                         (f"SQL every request, {cold_rate:g} req/s open loop", u_rate)):
+            w(f"| {label} | {r['rps']:,.0f} | {ms(r['pct'].get('p50'), 3)} | {ms(r['pct'].get('p90'), 3)} | "
+              f"{ms(r['pct'].get('p99'), 3)} | {ms(r['pct'].get('p99.9'), 3)} | {outcomes(r)} |")
+        w("")
+        loads = max(uncached["loads"], 1)
+        if u_max["ok"]:
+            w(f"In the uncached closed-loop run the bridge made {uncached['loads']:,} loads for "
+              f"{u_max['ok']:,} answers; CPU per answer: bridge {u_cpu['bridge'] / loads * 1000:.2f} ms, "
+              f"replica {u_cpu['postgres'] / loads * 1000:.2f} ms. The cache turns that into a hash lookup: "
+              f"{e_max['rps'] / max(u_max['rps'], 1e-9):,.1f}× the answers per second on the same two cores, and "
+              "no database work at all while the documents are fresh.")
+        w("")
     w("### Cold cache: the first request of each host (open loop)")
     w("")
     w("oha cannot send each URL exactly once (it picks URLs at random), so `bench/drive.py` does: "

@@ -251,6 +251,14 @@ def render(run):
       f"{warm['rate']:,.0f}/s, p50 {ms(warm['pct']['p50'], 1)}, p99 {ms(warm['pct']['p99'], 1)}; empty "
       f"{drain_text(warm)} after, Foreman ≤ {warm['foreman_peak_per_s']}/s | – | – | (none) | – |")
     w("")
+    full_bar, base_bar = ("with forwarding and audit", "measured"), ("baseline: both off", "baseline")
+    w(report_util.panels("facts", "Fact uploads: the full bridge against forwarding and audit off, same run", [
+        (f"accepted uploads/s, closed loop ({conns} conns)", "uploads/s",
+         [(*full_bar, fm["rate"]), (*base_bar, bm["rate"])]),
+        (f"latency p50 at {rate:g}/s", "ms", [(*full_bar, full_rate["pct"]["p50"]), (*base_bar, base_rate["pct"]["p50"])]),
+        (f"latency p99 at {rate:g}/s", "ms", [(*full_bar, full_rate["pct"]["p99"]), (*base_bar, base_rate["pct"]["p99"])]),
+    ]))
+    w("")
     w("### Throughput (closed loop)")
     w("")
     w(f"`facts_drive.py run --closed --concurrency {conns} --duration {duration}`: each connection sends the next "

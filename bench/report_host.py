@@ -12,7 +12,7 @@ import os
 import re
 from datetime import datetime
 
-from report_util import (LATENCY_CORRECTION, SUMMARY_HEAD, alternating, between, cpu_delta, load_facts,
+from report_util import (LATENCY_CORRECTION, SUMMARY_HEAD, alternating, between, cpu_delta, load_facts, panels,
                          missed_lines, ms, run_rows, slower, throughput_lines, verdict)
 
 # Targets (from the issue).
@@ -346,6 +346,15 @@ def render(run):
       f"{ms(h_rate['pct'].get('max'), 1)} | | — | |")
     w(f"| host directory at start: {hosts:,} hosts in memory | {f['directory_ready_s']} s after start | | | — | |")
     w(f"| bridge RSS with the directory loaded | {int(f['loaded_rss_kb']) * 1024 / MB:,.1f} MB | | | — | |")
+    w("")
+    w(panels("host", "/host against /healthz, same run", [
+        (f"max throughput, closed loop ({conns} conns)", "req/s",
+         [("/healthz", "baseline", h_max["rps"]), ("/host", "measured", p_max["rps"])]),
+        (f"latency p50 at {rate:g} req/s", "ms",
+         [("/healthz", "baseline", h_rate["pct"].get("p50")), ("/host", "measured", p_rate["pct"].get("p50"))]),
+        (f"latency p99 at {rate:g} req/s", "ms",
+         [("/healthz", "baseline", h_rate["pct"].get("p99")), ("/host", "measured", p_rate["pct"].get("p99"))]),
+    ]))
     w("")
     w("### Throughput (closed loop)")
     w("")
