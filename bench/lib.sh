@@ -122,7 +122,9 @@ machine_facts() {
   fact run_dir "$RUN_DIR"
   fact commit "$(git rev-parse --short HEAD)"
   # Uncommitted changes to tracked files are built into the measured binary.
-  fact dirty "$(git status --porcelain --untracked-files=no | awk '{ print $2 }' | paste -sd' ')"
+  # docs/ is not built into anything (an earlier benchmark of `make bench`
+  # has just rewritten docs/benchmarks.md).
+  fact dirty "$(git status --porcelain --untracked-files=no | awk '$2 !~ /^docs\// { print $2 }' | paste -sd' ')"
   fact nproc "$(nproc)"
   fact cpu "$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)"
   fact ram_gib "$(awk '/^MemTotal:/ { printf "%.1f", $2 / 1048576 }' /proc/meminfo)"
@@ -131,6 +133,13 @@ machine_facts() {
   # Benchmarks without an HTTP load (bench/e2e.sh) have no oha.
   if [ -n "${OHA:-}" ]; then fact oha "$("$OHA" --version)"; fi
   fact loadavg_start "$(cut -d' ' -f1-3 /proc/loadavg)"
+  # One core's speed right now (a shared VM's varies by the hour): SHA-256
+  # throughput for about a second, so runs on other days can be compared.
+  fact cpu_sha256_mb_s "$(python3 -c 'import hashlib, time
+b = bytes(1 << 20); n = 0; t = time.perf_counter()
+while time.perf_counter() - t < 1.0:
+    hashlib.sha256(b).digest(); n += 1
+print(round(n / (time.perf_counter() - t)))')"
   local var
   for var in "$@"; do
     fact "param_$var" "${!var}"

@@ -46,7 +46,7 @@ def render(run):
     w(f"From `bench/e2e.sh` (the suite `tests/tests/puppet.rs`, run once); its full output in "
       f"`{f['run_dir']}/suite.log`.")
     w("")
-    dirty = f.get("dirty", "").strip()
+    dirty = " ".join(p for p in f.get("dirty", "").split() if not p.startswith("docs/"))
     commit = f"`{f['commit']}`" + (f" plus uncommitted changes to {dirty}" if dirty else "")
     w("### Run")
     w("")

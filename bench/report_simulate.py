@@ -50,7 +50,8 @@ def render(run):
     w("|---|---|")
     w(f"| date | {f['date']} |")
     w(f"| command | `make bench`{' with `SIM_ARGS=' + f['param_SIM_ARGS'] + '`' if f.get('param_SIM_ARGS') else ''} |")
-    w(f"| commit | `{f['commit']}` |")
+    dirty = [p for p in f.get("dirty", "").split() if not p.startswith("docs/")]
+    w(f"| commit | `{f['commit']}`{' plus uncommitted changes to ' + ', '.join(dirty) if dirty else ''} |")
     w(f"| machine | {f['nproc']} cores ({f['cpu']}), {f['ram_gib']} GiB RAM, Linux {f['kernel']} |")
     w(f"| fleet | {cfg['hosts']:,} hosts, {cfg['pools']} pool(s) × {cfg['servers_per_pool']} servers × "
       f"{cfg['jrubies']} JRubies; period {cfg['period_s'] / 60:g} min, polls every {cfg['poll_s']:g} s; "

@@ -74,7 +74,7 @@ def cpu_delta(run, before, after):
 
 def run_rows(f, command):
     """The Run subsection's heading and first rows: when, what, on which machine."""
-    dirty = f.get("dirty", "").strip()
+    dirty = " ".join(p for p in f.get("dirty", "").split() if not p.startswith("docs/"))
     commit = f"`{f['commit']}`" + (
         f" plus uncommitted changes to {', '.join('`' + p + '`' for p in dirty.split())}" if dirty else "")
     return [
@@ -87,6 +87,9 @@ def run_rows(f, command):
         f"| commit | {commit} |",
         f"| machine | {f['nproc']} cores ({f['cpu']}), {f['ram_gib']} GiB RAM, Linux {f['kernel']} |",
         f"| load average at start / end | {f['loadavg_start']} / {f['loadavg_end']} |",
+        f"| one core's speed at start | {f['cpu_sha256_mb_s']} MB/s of SHA-256 (`hashlib`, 1 s; compare runs by it: "
+        "this machine is a shared VM) |" if "cpu_sha256_mb_s" in f else
+        "| one core's speed at start | not measured (runs before it was recorded) |",
         f"| PostgreSQL | {f['postgres']}, primary + streaming replica on the same machine (`pvc-pg`) |",
     ]
 

@@ -182,13 +182,7 @@ async fn start_bridge(config: Config) -> Arc<TestBridge> {
             .db
             .start_monitor(config.replica_health.clone()),
     );
-    bridge.bridge.runs.start().expect("run service");
-    bridge
-        .bridge
-        .runs
-        .refresh_directory()
-        .await
-        .expect("host directory");
+    bridge.start_runs().await;
     bridge.bridge.uploads.start();
     wait_for(&bridge, "the replica usable at start", |v| {
         v[0] == Some(1.0)

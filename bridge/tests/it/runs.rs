@@ -39,13 +39,7 @@ async fn start_static(hint: &str, extra: &str) -> (TestDb, TestBridge) {
 
 async fn start(config: Config) -> TestBridge {
     let bridge = TestBridge::start(config).await;
-    bridge.bridge.runs.start().expect("run service");
-    bridge
-        .bridge
-        .runs
-        .refresh_directory()
-        .await
-        .expect("host directory");
+    bridge.start_runs().await;
     bridge
 }
 

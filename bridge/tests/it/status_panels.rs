@@ -83,13 +83,7 @@ async fn start(db: &TestDb, tag: &str) -> TestBridge {
     let bridge = TestBridge::start(config).await;
     // As `serve` does: the monitor applies `database.max_lag_bytes`.
     bridge.bridge.db.start_monitor(health);
-    bridge.bridge.runs.start().expect("run service");
-    bridge
-        .bridge
-        .runs
-        .refresh_directory()
-        .await
-        .expect("host directory");
+    bridge.start_runs().await;
     bridge
 }
 

@@ -96,6 +96,17 @@ impl TestBridge {
         }
     }
 
+    /// Starts the run service's loops and loads the host directory, as
+    /// `serve` does before answering `/host`.
+    pub async fn start_runs(&self) {
+        self.bridge.runs.start().expect("run service");
+        self.bridge
+            .runs
+            .refresh_directory()
+            .await
+            .expect("host directory");
+    }
+
     pub async fn get(&self, path: &str) -> (u16, String, String) {
         let request = self.http.get(format!("{}{path}", self.base));
         unpack(request.send().await.expect("request")).await
