@@ -273,7 +273,10 @@ impl EncService {
     pub async fn document(self: &Arc<Self>, name: &str) -> Result<Doc, Arc<EncError>> {
         if !self.cache_documents {
             self.stats.misses.fetch_add(1, Ordering::Relaxed);
-            let doc = Box::pin(self.load_or_stale(name)).await.map_err(Arc::new)?.doc;
+            let doc = Box::pin(self.load_or_stale(name))
+                .await
+                .map_err(Arc::new)?
+                .doc;
             if matches!(doc, Doc::Stale { .. }) {
                 self.stats.stale_served.fetch_add(1, Ordering::Relaxed);
             }

@@ -137,7 +137,11 @@ async fn with_the_document_cache_off_every_request_is_built_from_the_database() 
         assert_eq!(body, support::golden_enc(host));
     }
     let stats = &bridge.bridge.enc.stats;
-    assert_eq!(stats.loads.load(Ordering::Relaxed), 3, "one load per request");
+    assert_eq!(
+        stats.loads.load(Ordering::Relaxed),
+        3,
+        "one load per request"
+    );
     assert_eq!(stats.hits.load(Ordering::Relaxed), 0);
     support::write_and_replicate(
         &db,
