@@ -43,7 +43,7 @@ demo:
 ## SQL on every request), /host (100K hosts), fact uploads, pvc-agent, the change
 ## feed, the real-Puppet end-to-end suite (root), the simulated day (against
 ## runinterval + splay and cron). Rewrites docs/benchmarks.md and its charts in
-## docs/bench/ (about 45 minutes on 2 cores)
+## docs/bench/ (about 35 minutes on 2 cores)
 bench:
 	bash bench/enc.sh
 	bash bench/host.sh

@@ -117,7 +117,7 @@ machine that ran them, in the run directory each section names (git-ignored: onl
 charts are committed).
 
 On a shared virtual machine the absolute figures move with the other tenants' load from hour to hour (the
-same command has given `/healthz` anywhere from 100K to 170K req/s here); the ratios to the baselines measured
+same command has given `/healthz` anywhere from 100K to 170K req/s here, as this file's history shows); the ratios to the baselines measured
 in the same run are what stays comparable between runs, and a target missed together with a slow baseline
 says more about the hour than about the code.
 
@@ -229,54 +229,6 @@ CHART_DIR = None
 # One colour per role, the same in every chart: the measured thing, and its
 # baseline(s) from the same run.
 COLORS = {"measured": "#2f6fdf", "baseline": "#9aa4b2", "baseline2": "#e08a2c", "baseline3": "#7b52c9"}
-
-
-def chart(name, title, categories, series, unit, log_scale=False, note=None, horizontal=False):
-    """Draw a grouped bar chart into CHART_DIR/NAME.png and return its
-    markdown image line. SERIES: [(label, role, [value per category])], a
-    value None is left out; every bar is labelled with its value."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    os.makedirs(CHART_DIR, exist_ok=True)
-    n = len(series)
-    width = 0.8 / max(n, 1)
-    fig, ax = plt.subplots(figsize=(8, 0.6 + 0.55 * len(categories) * n) if horizontal else (8, 3.6), dpi=110)
-    positions = range(len(categories))
-    for i, (label, role, values) in enumerate(series):
-        xs = [p - 0.4 + width * (i + 0.5) for p in positions]
-        pairs = [(x, v) for x, v in zip(xs, values) if v is not None]
-        if not pairs:
-            continue
-        bar = ax.barh if horizontal else ax.bar
-        bars = bar([x for x, _ in pairs], [v for _, v in pairs], width * 0.92, label=label,
-                   color=COLORS.get(role, role))
-        ax.bar_label(bars, labels=[_short(v) for _, v in pairs], padding=2, fontsize=8)
-    if horizontal:
-        ax.set_yticks(list(positions), categories, fontsize=9)
-        ax.invert_yaxis()
-        ax.set_xlabel(unit)
-        if log_scale:
-            ax.set_xscale("log")
-        ax.margins(x=0.15)
-    else:
-        ax.set_xticks(list(positions), categories, fontsize=9)
-        ax.set_ylabel(unit)
-        if log_scale:
-            ax.set_yscale("log")
-        ax.margins(y=0.15)
-    ax.set_title(title, fontsize=11, loc="left")
-    ax.spines[["top", "right"]].set_visible(False)
-    if n > 1:
-        ax.legend(fontsize=8, frameon=False)
-    if note:
-        fig.text(0.01, 0.01, note, fontsize=7, color="#555555")
-    fig.tight_layout(rect=(0, 0.04 if note else 0, 1, 1))
-    # No timestamp or version in the file: the same figures give the same PNG.
-    fig.savefig(os.path.join(CHART_DIR, name + ".png"), metadata={"Software": None})
-    plt.close(fig)
-    return f"![{title}](bench/{name}.png)"
 
 
 def _short(v):

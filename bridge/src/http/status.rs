@@ -172,24 +172,19 @@ fn gather(
             .map(|((certname, pool, last_run), group)| {
                 let since_run = last_run.map(|at| now.since(at).max(0.0));
                 let hostgroup = group.as_deref().unwrap_or(NO_HOSTGROUP);
-                match outcomes.get(certname) {
-                    Some(outcome) => HostAges {
-                        pool,
-                        hostgroup,
-                        since_run,
-                        since_success: outcome.last_success.map(|at| now.since(at).max(0.0)),
-                        success_estimated: false,
-                    },
-                    // No report with an exit code since this process started:
-                    // the last run stands in (a run reported failed with exit
-                    // code 1 is already taken back from it by the scheduler).
-                    None => HostAges {
-                        pool,
-                        hostgroup,
-                        since_run,
-                        since_success: since_run,
-                        success_estimated: true,
-                    },
+                // No report with an exit code since this process started:
+                // the last run stands in (a run reported failed with exit
+                // code 1 is already taken back from it by the scheduler).
+                let (since_success, success_estimated) = match outcomes.get(certname) {
+                    Some(outcome) => (outcome.last_success.map(|at| now.since(at).max(0.0)), false),
+                    None => (since_run, true),
+                };
+                HostAges {
+                    pool,
+                    hostgroup,
+                    since_run,
+                    since_success,
+                    success_estimated,
                 }
             });
         Fairness::of(ages, config.max_interval)

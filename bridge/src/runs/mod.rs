@@ -248,23 +248,18 @@ impl RunService {
     }
 
     /// The hostgroup title of each of `certnames`, from the hosts held in
-    /// memory (read again since the directory was built, the directory,
-    /// found one by one): for the status page, without a query.
+    /// memory (as `/host` finds them, without its query for hosts it does
+    /// not hold): for the status page.
     pub fn hostgroups_of<'a>(
         &self,
         certnames: impl IntoIterator<Item = &'a str>,
     ) -> Vec<Option<Arc<str>>> {
-        let changed = self.changed_hosts.read().unwrap_or_else(|e| e.into_inner());
-        let directory = Arc::clone(&self.directory.read().unwrap_or_else(|e| e.into_inner()));
-        let extra = self.extra.read().unwrap_or_else(|e| e.into_inner());
         certnames
             .into_iter()
-            .map(|certname| match changed.get(certname) {
-                Some((_, info)) => info.as_ref().and_then(|i| i.hostgroup.clone()),
-                None => directory
-                    .get(certname)
-                    .or_else(|| extra.get(certname).cloned())
-                    .and_then(|i| i.hostgroup.clone()),
+            .map(|certname| {
+                self.held(certname)
+                    .flatten()
+                    .and_then(|info| info.hostgroup.clone())
             })
             .collect()
     }
@@ -688,34 +683,39 @@ impl RunService {
         Ok(())
     }
 
-    /// Finds a host: the directory, then (for hosts added since the last
-    /// load) one query on a replica.
-    async fn host(&self, certname: &Certname) -> Result<Arc<HostInfo>, RunError> {
+    /// A host as held in memory: read again since the directory was built
+    /// (`Some(None)`: it was deleted), in the directory, or found one by one
+    /// since. `None`: not held. Takes one lock at a time (every `/host`
+    /// poll comes through here).
+    fn held(&self, certname: &str) -> Option<Option<Arc<HostInfo>>> {
         if let Some((_, info)) = self
             .changed_hosts
             .read()
             .unwrap_or_else(|e| e.into_inner())
-            .get(certname.as_str())
+            .get(certname)
         {
-            return info
-                .clone()
-                .ok_or_else(|| RunError::UnknownHost(certname.to_string()));
+            return Some(info.clone());
         }
         if let Some(info) = self
             .directory
             .read()
             .unwrap_or_else(|e| e.into_inner())
-            .get(certname.as_str())
+            .get(certname)
         {
-            return Ok(info);
+            return Some(Some(info));
         }
-        if let Some(info) = self
-            .extra
+        self.extra
             .read()
             .unwrap_or_else(|e| e.into_inner())
-            .get(certname.as_str())
-        {
-            return Ok(Arc::clone(info));
+            .get(certname)
+            .map(|info| Some(Arc::clone(info)))
+    }
+
+    /// Finds a host: in memory, then (for hosts added since the last
+    /// load) one query on a replica.
+    async fn host(&self, certname: &Certname) -> Result<Arc<HostInfo>, RunError> {
+        if let Some(held) = self.held(certname.as_str()) {
+            return held.ok_or_else(|| RunError::UnknownHost(certname.to_string()));
         }
         let (client, _) = self
             .db
